@@ -1,0 +1,88 @@
+"""auth-service: sign-up, magic-link sign-in and newsletter behind a news site's wall."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def resource(name: str) -> Path:
+    """A top-level folder of the project (``templates``, ``migrations``).
+
+    In the repository they sit beside the package; in an installed wheel they are
+    shipped inside it.
+    """
+    inside = PACKAGE / name
+    return inside if inside.is_dir() else PACKAGE.parent / name
+
+
+class MissingSecretKey(RuntimeError):
+    """Raised when the service would start in production without a secret key."""
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the application: configuration, extensions, blueprints, commands."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(resource("templates")),
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    from . import config
+
+    config.load(app, test_config)
+    app.config["DEV_MODE"] = bool(app.config["DEV_MODE"] or app.debug)
+    _ensure_secret_key(app)
+
+    from . import database, errors, i18n, security
+    from .extensions import csrf, db, limiter, mail, migrate
+
+    database.init_app(app)
+    migrate.init_app(app, db, directory=str(resource("migrations")))
+    mail.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    i18n.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+
+    from . import account, articles, auth, devmail, health
+
+    app.register_blueprint(articles.bp)
+    auth.init_app(app)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(health.bp)
+    if app.config["DEV_MODE"]:
+        app.register_blueprint(devmail.bp)
+
+    from . import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _ensure_secret_key(app: Flask) -> None:
+    """Refuse to run in production without ``SECRET_KEY``; invent one in dev mode.
+
+    The dev key is kept in the instance folder so that sessions and links survive a
+    restart of ``auth-service demo``.
+    """
+    if app.config.get("SECRET_KEY"):
+        return
+    if not app.config["DEV_MODE"]:
+        raise MissingSecretKey(
+            "SECRET_KEY is not set. Sessions and sign-in links are signed with it, so the "
+            "service will not start without one outside debug mode. Set "
+            "AUTH_SERVICE_SECRET_KEY to a long random value, for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+        )
+    key_file = Path(app.instance_path) / "dev_secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(48))
+        key_file.chmod(0o600)
+    app.config["SECRET_KEY"] = key_file.read_text().strip()

@@ -1,0 +1,75 @@
+"""Routes of the account page. Signed-in readers only."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, logout_user
+
+from .. import readers, signin
+from ..security import private_page
+from . import bp
+
+
+def _render_account(**extra):
+    """The account page of the signed-in reader."""
+    private_page()
+    return render_template(
+        "account/account.html",
+        reader=current_user,
+        consents=readers.active_consents(current_user),
+        sign_ins=readers.recent_sign_ins(current_user),
+        **extra,
+    )
+
+
+@bp.get("/account")
+@login_required
+def account():
+    """Address, newsletters, recent sign-ins, and the three actions."""
+    return _render_account()
+
+
+@bp.post("/account/sign-out-everywhere")
+@login_required
+def sign_out_everywhere():
+    """End every session of this reader, on every device."""
+    signin.sign_out_everywhere(current_user._get_current_object())
+    logout_user()
+    session.clear()
+    flash(_("You are signed out on every device."), "success")
+    return redirect(url_for("articles.front_page"), 303)
+
+
+@bp.get("/account/export")
+@login_required
+def export():
+    """The reader's data as a JSON download."""
+    private_page()
+    body = json.dumps(readers.export(current_user), ensure_ascii=False, indent=2)
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
+    )
+
+
+@bp.post("/account/delete")
+@login_required
+def delete():
+    """Delete the account once the reader has typed their address to confirm."""
+    typed = (request.form.get("confirm") or "").strip()
+    try:
+        confirmed = signin.normalise_address(typed) == current_user.email
+    except signin.InvalidAddress:
+        confirmed = False
+    if not confirmed:
+        error = _("Type your email address exactly as shown above to delete your account.")
+        return _render_account(delete_error=error, typed=typed[:320]), 422
+    readers.delete_reader(current_user._get_current_object())
+    logout_user()
+    session.clear()
+    flash(_("Your account and its data have been deleted."), "success")
+    return redirect(url_for("articles.front_page"), 303)

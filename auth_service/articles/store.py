@@ -1,0 +1,179 @@
+"""Articles: import from JSON with sanitised bodies; find what a reader may read.
+
+``import_articles`` upserts by slug. Bodies are cleaned with nh3 on the way in, and the
+opening paragraph is kept apart: it is all a signed-out reader gets of a gated body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import nh3
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Article, utcnow
+
+ALLOWED_TAGS = {
+    "p", "h2", "h3", "h4", "blockquote", "ul", "ol", "li", "strong", "em", "b", "i",
+    "a", "br", "figure", "figcaption", "cite", "q", "abbr", "sub", "sup",
+}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}}
+FIRST_PARAGRAPH = re.compile(r"<p\b[^>]*>.*?</p>", re.DOTALL)
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+ACCESS_LEVELS = {"public", "registered"}
+
+
+class ArticleError(ValueError):
+    """An article in an import file that cannot be stored, and why."""
+
+
+@dataclass
+class ImportReport:
+    """What an import did."""
+
+    created: int = 0
+    updated: int = 0
+
+
+def sanitise(body_html: str) -> str:
+    """Keep the article markup, drop scripts, styles, handlers and foreign schemes."""
+    return nh3.clean(
+        body_html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+    )
+
+
+def opening_of(clean_html: str) -> str:
+    """The first paragraph of a sanitised body."""
+    match = FIRST_PARAGRAPH.search(clean_html)
+    return match.group(0) if match else ""
+
+
+def _text(item: dict, key: str, limit: int, *, required: bool = False) -> str:
+    """A string field of an imported article, checked for type and length."""
+    value = item.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ArticleError(f"{key!r} must be a string")
+    value = value.strip()
+    if required and not value:
+        raise ArticleError(f"{key!r} is required")
+    if len(value) > limit:
+        raise ArticleError(f"{key!r} is longer than {limit} characters")
+    return value
+
+
+def _image_url(url: str) -> str:
+    """An image address that is a path on this site or an http(s) URL."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme in {"http", "https"} and parts.netloc:
+        return url
+    if not parts.scheme and not parts.netloc and url.startswith("/") and not url.startswith("//"):
+        return url
+    raise ArticleError("'image.url' must be an http(s) URL or a path starting with /")
+
+
+def _published_at(value) -> datetime:
+    """Parse ``published_at`` (ISO 8601); a time without zone is taken as UTC."""
+    if not isinstance(value, str) or not value:
+        raise ArticleError("'published_at' must be an ISO 8601 date and time")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ArticleError(f"'published_at' is not ISO 8601: {value[:40]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=utcnow().tzinfo)
+    return moment
+
+
+def parse(item) -> dict:
+    """Check one imported article and return the column values to store."""
+    if not isinstance(item, dict):
+        raise ArticleError("each article must be a JSON object")
+    slug = _text(item, "slug", 200, required=True)
+    if not SLUG.match(slug):
+        raise ArticleError(f"'slug' must be lower-case letters, digits and dashes: {slug!r}")
+    access = item.get("access", "registered")
+    if access not in ACCESS_LEVELS:
+        raise ArticleError("'access' must be 'public' or 'registered'")
+    image = item.get("image") or {}
+    if not isinstance(image, dict):
+        raise ArticleError("'image' must be an object")
+    tags = item.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise ArticleError("'tags' must be a list of strings")
+    body = sanitise(_text(item, "body_html", 500_000))
+    return {
+        "slug": slug,
+        "title": _text(item, "title", 500, required=True),
+        "kicker": _text(item, "kicker", 200),
+        "standfirst": _text(item, "standfirst", 5000),
+        "body_html": body,
+        "opening_html": opening_of(body),
+        "image_url": _image_url(_text(image, "url", 2048)),
+        "image_caption": _text(image, "caption", 2000),
+        "image_credit": _text(image, "credit", 500),
+        "image_alt": _text(image, "alt", 2000) or _text(image, "caption", 2000),
+        "tags": [tag.strip()[:100] for tag in tags if tag.strip()][:20],
+        "access": access,
+        "published_at": _published_at(item.get("published_at")),
+    }
+
+
+def import_articles(items) -> ImportReport:
+    """Upsert every article of ``items`` by slug, all or nothing, and commit.
+
+    Raises :class:`ArticleError` naming the first bad article; nothing is stored then.
+    """
+    if not isinstance(items, list):
+        raise ArticleError("the file must hold a JSON list of articles")
+    parsed = []
+    for position, item in enumerate(items, start=1):
+        try:
+            parsed.append(parse(item))
+        except ArticleError as error:
+            raise ArticleError(f"article {position}: {error}") from None
+    report = ImportReport()
+    for values in parsed:
+        article = db.session.scalar(select(Article).where(Article.slug == values["slug"]))
+        if article is None:
+            db.session.add(Article(**values, updated_at=utcnow()))
+            report.created += 1
+        else:
+            for key, value in values.items():
+                setattr(article, key, value)
+            article.updated_at = utcnow()
+            report.updated += 1
+    db.session.commit()
+    return report
+
+
+def published(limit: int = 50) -> list[Article]:
+    """Published articles for the front page, newest first."""
+    return list(
+        db.session.scalars(
+            select(Article)
+            .where(Article.published_at <= utcnow())
+            .order_by(Article.published_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def find(slug: str) -> Article | None:
+    """The published article with this slug, if any."""
+    if len(slug) > 200:
+        return None
+    return db.session.scalar(
+        select(Article).where(Article.slug == slug, Article.published_at <= utcnow())
+    )

@@ -1,0 +1,34 @@
+"""Sign up or sign in, check your email, verify the link or code, sign out."""
+
+from flask import Blueprint, Flask, redirect, request, url_for
+from sqlalchemy import select
+
+from ..extensions import db, login_manager
+from ..models import Reader
+
+bp = Blueprint("auth", __name__)
+
+
+@login_manager.user_loader
+def load_reader(alternative_id: str) -> Reader | None:
+    """The reader whose current alternative id the session carries, if any."""
+    return db.session.scalar(select(Reader).where(Reader.alternative_id == alternative_id))
+
+
+@login_manager.unauthorized_handler
+def ask_to_sign_in():
+    """Send a signed-out reader to the form, with a way back to where they were."""
+    target = request.full_path.rstrip("?") if request.query_string else request.path
+    return redirect(url_for("auth.login", next=target), 303)
+
+
+def init_app(app: Flask) -> None:
+    """Attach Flask-Login and this blueprint to ``app``."""
+    login_manager.init_app(app)
+    # Flask-Login's own protection would tie sessions to an IP and user agent hash;
+    # sign-in already rotates the session, and mobile readers change networks often.
+    login_manager.session_protection = None
+    app.register_blueprint(bp)
+
+
+from . import views  # noqa: E402,F401  (the routes attach themselves to ``bp``)

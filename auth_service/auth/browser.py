@@ -1,0 +1,77 @@
+"""What the reader's browser carries for signing in: the attempt cookie, the way back.
+
+The attempt cookie lists the attempts this browser started that may still be open. It
+is what lets the link sign in at once in the browser that asked for it, while any
+other browser (or a mail scanner) only gets a confirm button.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+COOKIE_SALT = "auth-service.attempt-cookie"
+COOKIE_PATH = "/login"
+MAX_REMEMBERED = 10
+MAX_NEXT_LENGTH = 2048
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    """Signs the cookie with the current key; accepts the fallback keys too."""
+    config = current_app.config
+    keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=COOKIE_SALT)
+
+
+def remembered_attempts(request) -> list[str]:
+    """The attempt ids in this browser's cookie, newest first; none if it is forged."""
+    value = request.cookies.get(current_app.config["ATTEMPT_COOKIE_NAME"])
+    if not value:
+        return []
+    try:
+        ids = _serializer().loads(value, max_age=current_app.config["LOGIN_TOKEN_MAX_AGE"])
+    except BadSignature:
+        return []
+    if not isinstance(ids, list):
+        return []
+    return [item for item in ids if isinstance(item, str)][:MAX_REMEMBERED]
+
+
+def remember_attempt(response, attempt_id: str, earlier: list[str]) -> None:
+    """Add ``attempt_id`` to the cookie, keeping the earlier ones that may be open."""
+    ids = [attempt_id, *[item for item in earlier if item != attempt_id]][:MAX_REMEMBERED]
+    config = current_app.config
+    response.set_cookie(
+        config["ATTEMPT_COOKIE_NAME"],
+        _serializer().dumps(ids),
+        max_age=config["LOGIN_TOKEN_MAX_AGE"],
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Lax",
+        secure=config["SESSION_COOKIE_SECURE"],
+    )
+
+
+def forget_attempts(response) -> None:
+    """Drop the attempt cookie once the reader is signed in."""
+    response.delete_cookie(
+        current_app.config["ATTEMPT_COOKIE_NAME"],
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else ``/``: no open redirects."""
+    if not target or len(target) > MAX_NEXT_LENGTH:
+        return "/"
+    if any(ord(char) < 32 or char == "\\" for char in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target

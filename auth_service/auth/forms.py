@@ -1,0 +1,64 @@
+"""The forms of signing in; each carries a CSRF token in ``csrf_token``."""
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, StringField
+from wtforms.validators import ValidationError
+
+from .. import signin
+
+FORMAT_HINT = "example@domain.com"
+
+ADDRESS_ERRORS = {
+    "empty": _l("Enter your email address, in the format %(hint)s.", hint=FORMAT_HINT),
+    "format": _l(
+        "This is not a valid email address. Enter it in the format %(hint)s.", hint=FORMAT_HINT
+    ),
+    "too_long": _l(
+        "This address is too long: an email address has at most 254 characters. "
+        "Enter it in the format %(hint)s.",
+        hint=FORMAT_HINT,
+    ),
+    "local_too_long": _l(
+        "The part before the @ is too long: it has at most 64 characters. "
+        "Enter your address in the format %(hint)s.",
+        hint=FORMAT_HINT,
+    ),
+}
+
+NEWSLETTER_WORDING = _l(
+    "Send me the daily front page newsletter (free, one email each morning; "
+    "unsubscribe in one click)."
+)
+
+
+class LoginForm(FlaskForm):
+    """Sign up or sign in: one address, the newsletter opt-in, where to go back."""
+
+    email = StringField(_l("Email address"))
+    newsletter = BooleanField(NEWSLETTER_WORDING)
+    next = HiddenField()
+
+    address: str | None = None
+
+    def validate_email(self, field) -> None:
+        """Normalise the address, or explain what is wrong with it."""
+        raw = (field.data or "").strip()
+        if not raw:
+            raise ValidationError(str(ADDRESS_ERRORS["empty"]))
+        try:
+            self.address = signin.normalise_address(raw)
+        except signin.InvalidAddress as error:
+            raise ValidationError(str(ADDRESS_ERRORS[error.reason])) from None
+
+
+class CodeForm(FlaskForm):
+    """The 6-digit code from the mail."""
+
+    code = StringField(_l("6-digit code"))
+
+
+class ConfirmLinkForm(FlaskForm):
+    """The button that consumes a link opened in another browser."""
+
+    token = HiddenField()

@@ -1,0 +1,170 @@
+"""Routes of signing in. Each parses the request, calls ``signin``, and renders."""
+
+from __future__ import annotations
+
+from flask import current_app, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+
+from .. import signin
+from ..extensions import db
+from ..i18n import current_language
+from ..security import private_page, token_page
+from . import bp
+from .browser import forget_attempts, remember_attempt, remembered_attempts, safe_next
+from .forms import NEWSLETTER_WORDING, CodeForm, ConfirmLinkForm, LoginForm
+from .mails import queue_sign_in_mail
+
+MAX_TOKEN_LENGTH = 1024
+
+
+@bp.get("/login")
+def login():
+    """The sign-up-or-sign-in form."""
+    next_url = safe_next(request.args.get("next"))
+    if current_user.is_authenticated:
+        return redirect(next_url, 303)
+    form = LoginForm(next=next_url)
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/login")
+def request_link():
+    """Send a link and code to a valid address; explain an invalid one."""
+    form = LoginForm()  # CSRFProtect has already refused a form without its token
+    if not form.validate():
+        return render_template("auth/login.html", form=form), 422
+    wording = str(NEWSLETTER_WORDING)
+    issued = signin.issue(
+        form.address,
+        next_url=safe_next(form.next.data),
+        locale=current_language(),
+        newsletter=bool(form.newsletter.data),
+        newsletter_wording=wording,
+    )
+    queue_sign_in_mail(issued)
+    db.session.commit()
+    response = redirect(url_for("auth.sent"), 303)
+    remember_attempt(response, issued.attempt.id, remembered_attempts(request))
+    return response
+
+
+@bp.get("/login/sent")
+def sent():
+    """"Check your email": the exact address, the code form, "send again"."""
+    attempts = signin.open_attempts(remembered_attempts(request))
+    if not attempts:
+        return redirect(url_for("auth.login"), 303)
+    private_page()
+    return render_template("auth/sent.html", attempt=attempts[0], form=CodeForm(),
+                           resend=_resend_form(attempts[0]))
+
+
+def _resend_form(attempt) -> LoginForm:
+    """The hidden form behind "send again", pre-filled from the open attempt."""
+    return LoginForm(
+        formdata=None,
+        email=attempt.email,
+        next=attempt.next_url,
+        newsletter=attempt.newsletter,
+    )
+
+
+@bp.post("/login/code")
+def enter_code():
+    """Sign in the browser that asked for the link, with the code from the mail."""
+    form = CodeForm()
+    ids = remembered_attempts(request)
+    code = (form.code.data or "").strip().replace(" ", "")
+    try:
+        attempt = signin.consume_code(ids, code)
+    except signin.SignInError as error:
+        if error.reason != "wrong_code":
+            return _failed(error)
+        attempts = signin.open_attempts(ids)
+        private_page()
+        form.code.errors = [_code_error(code, error.tries_left)]
+        return render_template("auth/sent.html", attempt=attempts[0], form=form,
+                               resend=_resend_form(attempts[0])), 422
+    return _sign_in(attempt, method="code")
+
+
+def _code_error(code: str, tries_left: int) -> str:
+    """What to tell a reader whose code was refused."""
+    if not (len(code) == 6 and code.isascii() and code.isdigit()):
+        message = _("The code is the 6 digits in the email, for example 123456.")
+    else:
+        message = _("This code is not the one in the email.")
+    if tries_left > 1:
+        return message + " " + _("You can try %(count)d more times.", count=tries_left)
+    return message + " " + _("You can try one more time.")
+
+
+@bp.route("/login/verify", methods=["GET"])
+def verify():
+    """The link from the mail.
+
+    In the browser that asked, it signs in at once. Anywhere else (another device, a
+    mail scanner, a ``HEAD``) it changes nothing and shows a confirm button.
+    """
+    token_page()
+    token = request.args.get("token", "")[:MAX_TOKEN_LENGTH]
+    try:
+        attempt_id = signin.attempt_id_of(token)
+        same_browser = attempt_id in remembered_attempts(request)
+        if same_browser and request.method == "GET":
+            return _sign_in(signin.consume_link(token), method="link")
+        attempt = signin.check_link(token)
+    except signin.SignInError as error:
+        return _failed(error)
+    return render_template("auth/confirm.html", attempt=attempt,
+                           form=ConfirmLinkForm(token=token))
+
+
+@bp.post("/login/verify")
+def confirm():
+    """The confirm button: consume the link and sign in this browser."""
+    token_page()
+    form = ConfirmLinkForm()
+    try:
+        attempt = signin.consume_link((form.token.data or "")[:MAX_TOKEN_LENGTH])
+    except signin.SignInError as error:
+        return _failed(error)
+    return _sign_in(attempt, method="link")
+
+
+@bp.post("/logout")
+def logout():
+    """Sign this browser out."""
+    logout_user()
+    session.clear()
+    return redirect(url_for("articles.front_page"), 303)
+
+
+def _sign_in(attempt, *, method: str):
+    """Open a fresh session for the reader of a consumed attempt and send them back."""
+    reader = signin.complete(
+        attempt,
+        method=method,
+        user_agent=request.user_agent.string,
+        network=signin.approximate_network(request.remote_addr),
+    )
+    # A new session: nothing from before the sign-in carries over (no fixation).
+    session.clear()
+    login_user(reader)
+    session.permanent = True
+    response = redirect(safe_next(attempt.next_url), 303)
+    forget_attempts(response)
+    return response
+
+
+STATUS_OF = {"invalid": 400, "expired": 410, "used": 410}
+
+
+def _failed(error: signin.SignInError):
+    """The page for a link or code that cannot sign in, offering a new link."""
+    private_page()
+    status = STATUS_OF.get(error.reason, 400)
+    resend = _resend_form(error.attempt) if error.attempt is not None else None
+    current_app.logger.info("Sign-in refused: %s", error.reason)
+    return render_template("auth/failed.html", reason=error.reason, resend=resend), status

@@ -1,0 +1,94 @@
+"""Commands: ``auth-service demo``, ``worker``, ``articles import`` (and Flask's own)."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from flask_migrate import upgrade
+
+from . import create_app
+from .articles.store import ArticleError, import_articles
+from .outbox import Worker, deliver_due
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Deliver every message that is due, then exit.")
+@with_appcontext
+def worker_command(once: bool) -> None:
+    """Deliver queued mail (retrying with backoff when SMTP is down)."""
+    if once:
+        report = deliver_due()
+        click.echo(f"sent {report.sent}, retry later {report.retried}, failed {report.failed}")
+        return
+    click.echo("Outbox worker running; Ctrl+C to stop.")
+    try:
+        Worker(current_app._get_current_object()).run()
+    except KeyboardInterrupt:
+        click.echo("Worker stopped.")
+
+
+articles_group = click.Group("articles", help="Manage articles.")
+
+
+@articles_group.command("import")
+@click.argument("file", type=click.File("rb"))
+@with_appcontext
+def import_command(file) -> None:
+    """Upsert the articles of a JSON FILE by slug (bodies are sanitised)."""
+    try:
+        items = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise click.ClickException(f"{file.name} is not valid JSON: {error}") from None
+    try:
+        report = import_articles(items)
+    except ArticleError as error:
+        raise click.ClickException(f"nothing imported: {error}") from None
+    click.echo(f"{report.created} created, {report.updated} updated")
+
+
+def demo_articles() -> list:
+    """The demo articles shipped with the package."""
+    text = resources.files("auth_service").joinpath("demo/articles.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def demo_command(host: str, port: int) -> None:
+    """Create the database, load demo articles, serve with a dev mailbox."""
+    if "AUTH_SERVICE_PUBLIC_URL" not in os.environ and "PUBLIC_URL" not in os.environ:
+        os.environ["AUTH_SERVICE_PUBLIC_URL"] = f"http://{host}:{port}"
+    app = create_app({"DEV_MODE": True})
+    with app.app_context():
+        upgrade(directory=app.extensions["migrate"].directory)
+        report = import_articles(demo_articles())
+    click.echo(f"Demo articles: {report.created} created, {report.updated} updated.")
+    Worker(app, in_process=True).start_thread()
+    where = "SMTP " + app.config["MAIL_SERVER"] if app.config.get("MAIL_SERVER") else (
+        f"{app.config['PUBLIC_URL']}/dev/mailbox"
+    )
+    click.echo(
+        f"\n  Open {app.config['PUBLIC_URL']}/ in your browser."
+        f"\n  Mail goes to {where}.\n  Database: {app.config['SQLALCHEMY_DATABASE_URI']}\n"
+    )
+    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+
+
+def init_app(app: Flask) -> None:
+    """Add the project's commands to ``flask --app auth_service``."""
+    app.cli.add_command(worker_command)
+    app.cli.add_command(articles_group)
+    app.cli.add_command(demo_command)
+
+
+main = FlaskGroup(
+    create_app=create_app,
+    help="auth-service: the same commands as `flask --app auth_service`.",
+)
+main.add_command(demo_command)

@@ -1,0 +1,101 @@
+"""Settings: defaults here, then ``AUTH_SERVICE_*`` environment variables on top."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+
+class Config:
+    """Defaults for every setting. Each can be overridden by ``AUTH_SERVICE_<KEY>``."""
+
+    SITE_NAME = "Le Quotidien"
+    # The service's public base URL. Links built outside a request (mails) use it and
+    # its scheme decides whether cookies are Secure.
+    PUBLIC_URL = "http://127.0.0.1:5000"
+    SECRET_KEY: str | None = None
+    SECRET_KEY_FALLBACKS: list[str] = []
+    # True for `auth-service demo` and local development: enables the dev mailbox page
+    # and allows a generated secret key.
+    DEV_MODE = False
+
+    SQLALCHEMY_DATABASE_URI: str | None = None  # default: SQLite in the instance folder
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    LOGIN_TOKEN_MAX_AGE = 15 * 60
+    LOGIN_CODE_TRIES = 5
+    PERMANENT_SESSION_LIFETIME = timedelta(days=30)
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_NAME = "auth_session"
+    SESSION_COOKIE_SECURE = False  # forced on when PUBLIC_URL is https
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_DURATION = timedelta(days=30)
+    REMEMBER_COOKIE_SECURE = False
+    ATTEMPT_COOKIE_NAME = "auth_attempts"
+    MAX_CONTENT_LENGTH = 64 * 1024
+
+    MAIL_SERVER: str | None = None  # none: the dev mailbox in the instance folder
+    MAIL_PORT = 25
+    MAIL_USE_TLS = False
+    MAIL_USE_SSL = False
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_DEFAULT_SENDER: str | None = None  # default: no-reply@<PUBLIC_URL host>
+    MAIL_TIMEOUT = 30
+    MAIL_SUPPRESS_SEND = False  # Flask-Mail would otherwise stay silent under testing
+    # Worker: how often an idle worker looks at the outbox when nothing wakes it.
+    OUTBOX_POLL_INTERVAL = 0.2
+    OUTBOX_BATCH_SIZE = 100
+    OUTBOX_MAX_ATTEMPTS = 30
+    OUTBOX_BACKOFF_BASE = 5  # seconds; doubles each try
+    OUTBOX_BACKOFF_MAX = 3600
+
+    BABEL_DEFAULT_LOCALE = "fr"
+    BABEL_DEFAULT_TIMEZONE = "Europe/Paris"
+    LANGUAGES = ["fr", "en"]
+    LANGUAGE_COOKIE_NAME = "lang"
+
+    # Whether the wall's newsletter box starts ticked. Off: consent must be given.
+    NEWSLETTER_DEFAULT_OPT_IN = False
+
+    WTF_CSRF_TIME_LIMIT = None  # CSRF tokens live as long as the session
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+
+
+def load(app: Flask, test_config: dict | None) -> None:
+    """Fill ``app.config`` from the defaults, the environment, then ``test_config``."""
+    app.config.from_object(Config)
+    if "PUBLIC_URL" in os.environ:
+        # The contract names PUBLIC_URL on its own; the prefixed form wins if both are set.
+        app.config["PUBLIC_URL"] = os.environ["PUBLIC_URL"]
+    app.config.from_prefixed_env("AUTH_SERVICE")
+    if test_config:
+        app.config.update(test_config)
+    if isinstance(app.config["SECRET_KEY_FALLBACKS"], str):
+        # Allow a comma-separated list in the environment as well as JSON.
+        app.config["SECRET_KEY_FALLBACKS"] = [
+            key for key in app.config["SECRET_KEY_FALLBACKS"].split(",") if key
+        ]
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        app.config["SQLALCHEMY_DATABASE_URI"] = (
+            f"sqlite:///{app.instance_path}/auth_service.sqlite3"
+        )
+    app.config["PUBLIC_URL"] = app.config["PUBLIC_URL"].rstrip("/")
+    if urlsplit(app.config["PUBLIC_URL"]).scheme == "https":
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["REMEMBER_COOKIE_SECURE"] = True
+    if not app.config["MAIL_DEFAULT_SENDER"]:
+        host = urlsplit(app.config["PUBLIC_URL"]).hostname or "localhost"
+        app.config["MAIL_DEFAULT_SENDER"] = f"no-reply@{host}"
+
+
+def public_host(app: Flask) -> str:
+    """The host name of ``PUBLIC_URL``: the domain of Message-IDs."""
+    return urlsplit(app.config["PUBLIC_URL"]).hostname or "localhost"

@@ -1,0 +1,81 @@
+"""Error pages: a clear sentence in the reader's language, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, render_template
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: (_l("This request could not be understood"), _l("Something in what was sent is not right. Go back and try again.")),
+    403: (_l("Access refused"), _l("You are not allowed to see this page.")),
+    404: (_l("Page not found"), _l("This page does not exist or no longer exists. Check the address, or go back to the front page.")),
+    405: (_l("Not allowed"), _l("This page cannot be used this way. Go back and use the form on the page.")),
+    413: (_l("Too much data"), _l("What you sent is too large. Shorten it and try again.")),
+    429: (_l("Too many tries"), _l("You have tried too many times. Wait a few minutes, then try again.")),
+    500: (_l("Something went wrong on our side"), _l("We could not complete your request. Nothing you did caused it; please try again in a moment.")),
+    503: (_l("Service unavailable"), _l("The service is briefly unavailable. Please try again in a few minutes.")),
+}
+
+
+def render_error(status: int, *, title=None, message=None):
+    """Render the error page for ``status``."""
+    default_title, default_message = MESSAGES.get(status, MESSAGES[400])
+    return (
+        render_template(
+            "errors/error.html",
+            status=status,
+            title=title or default_title,
+            message=message or default_message,
+        ),
+        status,
+    )
+
+
+def _http_error(error: HTTPException):
+    """Any HTTP error Flask or a view raised."""
+    if error.code is None or error.code < 400:
+        return error
+    return render_error(error.code)
+
+
+def _csrf_error(error: CSRFError):
+    """A form sent without its hidden token, or with a stale one."""
+    return render_error(
+        400,
+        title=_l("This form has expired"),
+        message=_l(
+            "For your security the form must be sent from this site within your visit. "
+            "Go back, reload the page and send it again."
+        ),
+    )
+
+
+def _database_down(error: OperationalError):
+    """The database does not answer: say so, do not show SQL."""
+    log.error("Database unavailable: %s", error)
+    db.session.rollback()
+    return render_error(503)
+
+
+def _unexpected(error: InternalServerError):
+    """Anything unexpected: log it, show a calm page."""
+    log.error("Unhandled error", exc_info=error.original_exception)
+    return render_error(500)
+
+
+def init_app(app: Flask) -> None:
+    """Register the error pages on ``app``."""
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(InternalServerError, _unexpected)
+    app.register_error_handler(ServiceUnavailable, lambda error: render_error(503))

@@ -1,0 +1,69 @@
+"""Languages: French by default, English on request.
+
+The reader's choice comes from ``?lang=``, then the language cookie, then the
+browser's Accept-Language header.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g, request
+from flask_babel import format_date, format_time, get_locale
+
+from .extensions import babel
+
+ONE_YEAR = 365 * 24 * 3600
+
+
+def select_locale() -> str:
+    """The language of this request."""
+    languages = current_app.config["LANGUAGES"]
+    asked = request.args.get("lang", "")
+    if asked in languages:
+        return asked
+    remembered = request.cookies.get(current_app.config["LANGUAGE_COOKIE_NAME"], "")
+    if remembered in languages:
+        return remembered
+    return request.accept_languages.best_match(languages) or current_app.config[
+        "BABEL_DEFAULT_LOCALE"
+    ]
+
+
+def current_language() -> str:
+    """The language code of the current request, as a plain string."""
+    return str(get_locale() or current_app.config["BABEL_DEFAULT_LOCALE"])
+
+
+def _remember_choice(response):
+    """Keep a language chosen with ``?lang=`` for the reader's next pages."""
+    asked = request.args.get("lang", "")
+    name = current_app.config["LANGUAGE_COOKIE_NAME"]
+    if asked in current_app.config["LANGUAGES"] and request.cookies.get(name) != asked:
+        response.set_cookie(
+            name,
+            asked,
+            max_age=ONE_YEAR,
+            samesite="Lax",
+            httponly=True,
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+        )
+    return response
+
+
+def _template_globals() -> dict:
+    """Make the current language available to every template."""
+    if "lang" not in g:
+        g.lang = current_language()
+    return {"lang": g.lang}
+
+
+def format_date_local(moment) -> str:
+    """A date and time in the reader's language and the site's time zone."""
+    return f"{format_date(moment, 'long')}, {format_time(moment, 'short')}"
+
+
+def init_app(app: Flask) -> None:
+    """Attach Flask-Babel and the language cookie to ``app``."""
+    babel.init_app(app, locale_selector=select_locale)
+    app.after_request(_remember_choice)
+    app.context_processor(_template_globals)
+    app.add_template_filter(format_date_local)

@@ -1,0 +1,225 @@
+"""The tables: readers, their sign-in attempts and consents, articles, the mail outbox.
+
+Models know nothing of the app or of HTTP; the rules that use them live in ``signin``,
+``outbox`` and ``articles``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as naive UTC and read back as aware UTC.
+
+    SQLite has no time zones; storing naive UTC everywhere keeps comparisons made in SQL
+    identical on SQLite and PostgreSQL.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        """Convert an aware datetime to naive UTC before it reaches the database."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        """Mark a stored timestamp as UTC again."""
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def new_alternative_id() -> str:
+    """A random session identifier; replacing it ends every session of a reader."""
+    return secrets.token_urlsafe(24)
+
+
+class Reader(UserMixin, db.Model):
+    """Someone who has signed in at least once with a confirmed address."""
+
+    __tablename__ = "readers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # What the session and remember cookie carry instead of the primary key.
+    alternative_id: Mapped[str] = mapped_column(
+        String(64), unique=True, default=new_alternative_id
+    )
+    locale: Mapped[str] = mapped_column(String(8), default="fr")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    consents: Mapped[list[NewsletterConsent]] = relationship(
+        back_populates="reader", cascade="all, delete-orphan", passive_deletes=True
+    )
+    sign_ins: Mapped[list[SignInEvent]] = relationship(
+        back_populates="reader",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="SignInEvent.at.desc()",
+    )
+
+    def get_id(self) -> str:
+        """Flask-Login's session key: the alternative id, never the primary key."""
+        return self.alternative_id
+
+
+class LoginAttempt(db.Model):
+    """One "send me a link" request: a link and a code for one address.
+
+    Only hashes of the link's random part and of the code are kept.
+    """
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    tries_left: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_url: Mapped[str] = mapped_column(String(2048), default="/")
+    locale: Mapped[str] = mapped_column(String(8), default="fr")
+    newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The opt-in sentence exactly as the reader saw it, kept for the consent record.
+    newsletter_wording: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_login_attempts_email_open", "email", "used_at"),)
+
+
+class Newsletter(db.Model):
+    """A newsletter readers can subscribe to; the daily front page is the first."""
+
+    __tablename__ = "newsletters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name_fr: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+    description_fr: Mapped[str] = mapped_column(Text, default="")
+    description_en: Mapped[str] = mapped_column(Text, default="")
+    cadence: Mapped[str] = mapped_column(String(32), default="daily")
+    default_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    def name(self, locale: str) -> str:
+        """The newsletter's name in the reader's language."""
+        return self.name_en if locale == "en" else self.name_fr
+
+
+class NewsletterConsent(db.Model):
+    """A reader's recorded consent to one newsletter, with the wording they saw."""
+
+    __tablename__ = "newsletter_consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), index=True
+    )
+    newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletters.id"))
+    consented_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    wording: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(2048), default="")
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    reader: Mapped[Reader] = relationship(back_populates="consents")
+    newsletter: Mapped[Newsletter] = relationship()
+
+
+class SignInEvent(db.Model):
+    """One successful sign-in, for the reader's "recent sign-ins" list."""
+
+    __tablename__ = "sign_in_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    method: Mapped[str] = mapped_column(String(16))  # "link" or "code"
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    # Truncated to /24 (IPv4) or /48 (IPv6): enough to recognise a place, not a person.
+    network: Mapped[str] = mapped_column(String(64), default="")
+
+    reader: Mapped[Reader] = relationship(back_populates="sign_ins")
+
+
+class Article(db.Model):
+    """A published article; ``access`` decides whether its body is behind the wall."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    kicker: Mapped[str] = mapped_column(String(200), default="")
+    standfirst: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    # The sanitised first paragraph: all a signed-out reader gets of a gated body.
+    opening_html: Mapped[str] = mapped_column(Text, default="")
+    image_url: Mapped[str] = mapped_column(String(2048), default="")
+    image_caption: Mapped[str] = mapped_column(Text, default="")
+    image_credit: Mapped[str] = mapped_column(String(500), default="")
+    image_alt: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    access: Mapped[str] = mapped_column(String(16), default="registered")
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def is_gated_for(self, reader) -> bool:
+        """Whether this reader must sign in to read the whole body."""
+        if self.access == "public":
+            return False
+        return reader is None or not reader.is_authenticated
+
+
+class OutboxMessage(db.Model):
+    """A rendered mail waiting for the worker, written in the sender's transaction."""
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    kind: Mapped[str] = mapped_column(String(32), default="signin")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A worker that picked the message up holds it until then, so two workers never
+    # send the same message; a crashed worker's claim simply runs out.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_outbox_due", "sent_at", "failed_at", "next_attempt_at"),)

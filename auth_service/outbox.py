@@ -1,0 +1,267 @@
+"""The mail outbox: queue a message in the caller's transaction; deliver it with retries.
+
+A request never waits for SMTP. It writes an :class:`OutboxMessage` next to whatever
+else it changes, commits, and wakes the worker. The worker claims due messages, sends
+them on one connection, and marks each sent as soon as SMTP accepted it, so a clean run
+never sends twice and an SMTP outage only delays mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import Flask, current_app
+from sqlalchemy import event, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from .extensions import db
+from .mailer import PERMANENT_SMTP_ERRORS, RenderedMail, transport_for
+from .models import OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "auth_service_outbox"
+CLAIM_SECONDS = 120
+
+
+def queue(mail: RenderedMail, *, kind: str) -> OutboxMessage:
+    """Add ``mail`` to the outbox in the current transaction; the caller commits."""
+    message = OutboxMessage(
+        message_id=mail.message_id,
+        to_address=mail.to_address,
+        subject=mail.subject,
+        text_body=mail.text_body,
+        html_body=mail.html_body,
+        headers=mail.headers,
+        kind=kind,
+    )
+    db.session.add(message)
+    db.session.info["outbox_queued"] = True
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Delivered by PostgreSQL only if and when this transaction commits.
+        db.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return message
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    """Wake an in-process worker once a transaction that queued mail has committed."""
+    if session.info.pop("outbox_queued", False):
+        wakeup = current_app.extensions.get("outbox_wakeup")
+        if wakeup is not None:
+            wakeup.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    """A rolled-back transaction queued nothing."""
+    session.info.pop("outbox_queued", None)
+
+
+@dataclass
+class DeliveryReport:
+    """What one pass over the outbox did."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def _due(now: datetime):
+    """The SQL condition of a message the worker may pick up now."""
+    return (
+        OutboxMessage.sent_at.is_(None),
+        OutboxMessage.failed_at.is_(None),
+        OutboxMessage.next_attempt_at <= now,
+        or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+    )
+
+
+def claim_due(limit: int, *, now: datetime | None = None) -> list[int]:
+    """Claim up to ``limit`` due messages for this worker and return their ids."""
+    now = now or utcnow()
+    candidates = db.session.scalars(
+        select(OutboxMessage.id)
+        .where(*_due(now))
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    ).all()
+    claimed = []
+    for message_id in candidates:
+        won = db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, *_due(now))
+            .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won:
+            claimed.append(message_id)
+    db.session.commit()
+    return claimed
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait before try number ``attempts + 1``: doubling, capped."""
+    config = current_app.config
+    seconds = config["OUTBOX_BACKOFF_BASE"] * 2 ** max(attempts - 1, 0)
+    return timedelta(seconds=min(seconds, config["OUTBOX_BACKOFF_MAX"]))
+
+
+def _record_failure(message: OutboxMessage, error: Exception, *, permanent: bool) -> str:
+    """Schedule a retry, or give up for good; return which."""
+    now = utcnow()
+    message.attempts += 1
+    message.last_error = f"{type(error).__name__}: {error}"[:2000]
+    message.claimed_until = None
+    if permanent or message.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
+        message.failed_at = now
+        log.error("Outbox: giving up on message %s: %s", message.id, message.last_error)
+        outcome = "failed"
+    else:
+        message.next_attempt_at = now + backoff(message.attempts)
+        log.warning(
+            "Outbox: message %s not sent (%s); retry at %s",
+            message.id,
+            message.last_error,
+            message.next_attempt_at.isoformat(),
+        )
+        outcome = "retried"
+    db.session.commit()
+    return outcome
+
+
+def deliver_due(transport=None, *, limit: int | None = None) -> DeliveryReport:
+    """Deliver every message that is due now, in batches, and report what happened."""
+    transport = transport or transport_for(current_app)
+    limit = limit or current_app.config["OUTBOX_BATCH_SIZE"]
+    report = DeliveryReport()
+    while True:
+        claimed = claim_due(limit)
+        if not claimed:
+            return report
+        _deliver_batch(transport, claimed, report)
+
+
+def _deliver_batch(transport, claimed: list[int], report: DeliveryReport) -> None:
+    """Send claimed messages on one connection; a broken connection delays the rest."""
+    pending = list(claimed)
+    try:
+        with transport.connection() as connection:
+            while pending:
+                message = db.session.get(OutboxMessage, pending[0])
+                try:
+                    connection.send(message)
+                except PERMANENT_SMTP_ERRORS as error:
+                    pending.pop(0)
+                    _count(report, _record_failure(message, error, permanent=True))
+                    continue
+                pending.pop(0)
+                message.sent_at = utcnow()
+                message.attempts += 1
+                message.claimed_until = None
+                db.session.commit()
+                report.sent += 1
+    except (OSError, smtplib.SMTPException) as error:
+        # The server went away or refused us for now: nothing is lost, try again later.
+        for message_id in pending:
+            message = db.session.get(OutboxMessage, message_id)
+            _count(report, _record_failure(message, error, permanent=False))
+
+
+def _count(report: DeliveryReport, outcome: str) -> None:
+    """Add one outcome to the report."""
+    setattr(report, outcome, getattr(report, outcome) + 1)
+
+
+def seconds_until_next_due(*, now: datetime | None = None) -> float | None:
+    """Seconds until the earliest scheduled retry, or ``None`` if nothing waits."""
+    now = now or utcnow()
+    earliest = db.session.scalar(
+        select(OutboxMessage.next_attempt_at)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+        .order_by(OutboxMessage.next_attempt_at)
+        .limit(1)
+    )
+    db.session.commit()
+    if earliest is None:
+        return None
+    return max((earliest - now).total_seconds(), 0.0)
+
+
+class Worker:
+    """Delivers the outbox until stopped, woken as soon as mail is queued.
+
+    In the same process as the web app it is woken by an event set after commit; as a
+    separate process on PostgreSQL it listens for ``NOTIFY``; otherwise it looks every
+    ``OUTBOX_POLL_INTERVAL`` seconds (a fraction of a second by default).
+    """
+
+    def __init__(self, app: Flask, *, in_process: bool = False):
+        self.app = app
+        self.stopping = threading.Event()
+        self.wakeup = threading.Event()
+        self.transport = transport_for(app)
+        self.in_process = in_process
+        if in_process:
+            app.extensions["outbox_wakeup"] = self.wakeup
+        self._listener = None
+
+    def run(self) -> None:
+        """Deliver, then wait for a wake-up or the next retry, until :meth:`stop`."""
+        with self.app.app_context():
+            self._listener = None if self.in_process else self._listen()
+            try:
+                while not self.stopping.is_set():
+                    self.wakeup.clear()
+                    try:
+                        deliver_due(self.transport)
+                        wait = seconds_until_next_due()
+                    except Exception:
+                        # The database may be restarting; keep the worker alive.
+                        log.exception("Outbox: delivery pass failed")
+                        db.session.rollback()
+                        wait = 5.0
+                    self._wait(wait)
+            finally:
+                if self._listener is not None:
+                    self._listener.close()
+                db.session.remove()
+
+    def _wait(self, due_in: float | None) -> None:
+        """Sleep until woken, until a retry is due, or one poll interval."""
+        poll = self.app.config["OUTBOX_POLL_INTERVAL"]
+        if self.in_process or self._listener is not None:
+            poll = 30.0  # the after-commit event or PostgreSQL's NOTIFY wakes us
+        timeout = poll if due_in is None else min(poll, due_in)
+        if self._listener is not None and not self.wakeup.is_set():
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        else:
+            self.wakeup.wait(timeout)
+
+    def _listen(self):
+        """A PostgreSQL connection listening for queued mail, or ``None``."""
+        engine = db.engine
+        if engine.dialect.name != "postgresql":
+            return None
+        import psycopg
+
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = psycopg.connect(dsn, autocommit=True)
+        connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return connection
+
+    def stop(self) -> None:
+        """Ask the loop to end after its current pass."""
+        self.stopping.set()
+        self.wakeup.set()
+
+    def start_thread(self) -> threading.Thread:
+        """Run the worker in a daemon thread, for the demo and tests."""
+        thread = threading.Thread(target=self.run, name="outbox-worker", daemon=True)
+        thread.start()
+        return thread

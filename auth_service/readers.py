@@ -1,0 +1,101 @@
+"""What a reader owns: their data as JSON, and deleting all of it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from .extensions import db
+from .models import LoginAttempt, NewsletterConsent, OutboxMessage, Reader, SignInEvent
+from .signin import transport_address
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """An ISO 8601 UTC timestamp, or ``None``."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def recent_sign_ins(reader: Reader, limit: int = 10) -> list[SignInEvent]:
+    """The reader's latest sign-ins, newest first."""
+    return list(
+        db.session.scalars(
+            select(SignInEvent)
+            .where(SignInEvent.reader_id == reader.id)
+            .order_by(SignInEvent.at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def active_consents(reader: Reader) -> list[NewsletterConsent]:
+    """The newsletters the reader currently receives."""
+    return [consent for consent in reader.consents if consent.withdrawn_at is None]
+
+
+def export(reader: Reader) -> dict:
+    """Everything the service keeps about ``reader``, as JSON-ready data."""
+    return {
+        "email": reader.email,
+        "created_at": _iso(reader.created_at),
+        "last_sign_in_at": _iso(reader.last_sign_in_at),
+        "language": reader.locale,
+        "newsletter_consents": [
+            {
+                "newsletter": consent.newsletter.slug,
+                "consented_at": _iso(consent.consented_at),
+                "wording": consent.wording,
+                "source": consent.source,
+                "withdrawn_at": _iso(consent.withdrawn_at),
+            }
+            for consent in reader.consents
+        ],
+        "sign_ins": [
+            {
+                "at": _iso(event.at),
+                "method": event.method,
+                "user_agent": event.user_agent,
+                "network": event.network,
+            }
+            for event in reader.sign_ins
+        ],
+        "sessions": {
+            "note": "Sessions live in signed browser cookies; signing out everywhere "
+            "ends all of them.",
+        },
+    }
+
+
+def delete_reader(reader: Reader) -> None:
+    """Delete ``reader`` and everything kept about their address, then commit.
+
+    Consents and sign-ins go with the account (``ON DELETE CASCADE``); sign-in attempts
+    and mail still in the outbox name the address, so they go too.
+    """
+    address = reader.email
+    db.session.execute(delete(LoginAttempt).where(LoginAttempt.email == address))
+    db.session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.to_address.in_({address, transport_address(address)})
+        )
+    )
+    db.session.execute(delete(NewsletterConsent).where(NewsletterConsent.reader_id == reader.id))
+    db.session.execute(delete(SignInEvent).where(SignInEvent.reader_id == reader.id))
+    db.session.delete(reader)
+    db.session.commit()
+
+
+BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
+            ("Chrome/", "Chrome"), ("Chromium/", "Chromium"), ("Safari/", "Safari"))
+SYSTEMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"),
+           ("Windows", "Windows"), ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"),
+           ("Linux", "Linux"))
+
+
+def describe_device(user_agent: str) -> str:
+    """A rough name for a browser and system, e.g. "Firefox on Windows"."""
+    browser = next((name for mark, name in BROWSERS if mark in user_agent), "")
+    system = next((name for mark, name in SYSTEMS if mark in user_agent), "")
+    if browser and system:
+        return f"{browser} – {system}"
+    return browser or system or "?"

@@ -1,0 +1,419 @@
+"""The rules of sign-in links and codes: issue, check, consume.
+
+Nothing here touches ``request`` or ``session``: views hand in what the reader sent and
+get back an attempt or a :class:`SignInError` that says what went wrong. Only hashes of
+the link's random part and of the code reach the database, and every consumption is
+one conditional ``UPDATE`` so that two racing clicks cannot both sign in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .extensions import db
+from .models import (
+    LoginAttempt,
+    Newsletter,
+    NewsletterConsent,
+    Reader,
+    SignInEvent,
+    new_alternative_id,
+    utcnow,
+)
+
+LINK_SALT = "auth-service.login-link"
+MAX_ADDRESS_LENGTH = 254
+MAX_LOCAL_PART_LENGTH = 64
+DAILY_NEWSLETTER = "daily"
+
+
+class InvalidAddress(ValueError):
+    """The text typed is not an email address we can send to.
+
+    ``reason`` is one of ``"format"``, ``"too_long"`` or ``"local_too_long"``.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SignInError(Exception):
+    """A link or code that cannot sign anyone in.
+
+    ``reason`` is ``"invalid"`` (tampered, unknown), ``"expired"``, ``"used"`` (consumed,
+    or voided by another sign-in, or dead after too many wrong codes), or
+    ``"wrong_code"`` with ``tries_left`` set.
+    """
+
+    def __init__(
+        self, reason: str, tries_left: int = 0, attempt: LoginAttempt | None = None
+    ):
+        super().__init__(reason)
+        self.reason = reason
+        self.tries_left = tries_left
+        # The attempt, when known, so the reader can be offered a new link at once.
+        self.attempt = attempt
+
+
+@dataclass(frozen=True)
+class IssuedLogin:
+    """A fresh attempt with the secrets that go into the mail and nowhere else."""
+
+    attempt: LoginAttempt
+    token: str
+    code: str
+
+
+def normalise_address(raw: str) -> str:
+    """Return the normalised address for ``raw`` or raise :class:`InvalidAddress`.
+
+    Syntax only: no DNS lookup happens while the reader waits. The result is
+    lower-cased so that one inbox means one account.
+    """
+    text = raw.strip()
+    if len(text) > MAX_ADDRESS_LENGTH:
+        raise InvalidAddress("too_long")
+    local, _, _ = text.rpartition("@")
+    if len(local) > MAX_LOCAL_PART_LENGTH:
+        raise InvalidAddress("local_too_long")
+    try:
+        checked = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        raise InvalidAddress("format") from None
+    return checked.normalized.lower()
+
+
+def transport_address(address: str) -> str:
+    """The address to hand to SMTP: the domain in IDNA form where it has one."""
+    checked = validate_email(address, check_deliverability=False)
+    return checked.ascii_email or checked.normalized
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    """The link serializer, verifying with old keys and signing with the current one."""
+    config = current_app.config
+    keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=LINK_SALT)
+
+
+def _hash_secret(secret: str) -> str:
+    """Hash a link's random part; 256 random bits need no key or stretching."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _code_hashes(attempt_id: str, code: str) -> list[str]:
+    """Keyed hashes of a code under every live secret key, the current one first.
+
+    A six-digit code has only a million values, so a bare hash could be reversed from a
+    database dump; keying it with the secret key prevents that.
+    """
+    config = current_app.config
+    keys = [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", [])]
+    message = f"{attempt_id}:{code}".encode()
+    return [hmac.new(key.encode(), message, hashlib.sha256).hexdigest() for key in keys]
+
+
+def issue(
+    address: str,
+    *,
+    next_url: str = "/",
+    locale: str = "fr",
+    newsletter: bool = False,
+    newsletter_wording: str | None = None,
+    now: datetime | None = None,
+) -> IssuedLogin:
+    """Start an attempt for a normalised ``address`` in the caller's transaction.
+
+    Earlier open attempts of the address stay valid: mails can arrive out of order.
+    """
+    now = now or utcnow()
+    attempt_id = secrets.token_hex(16)
+    random_part = secrets.token_urlsafe(32)
+    code = f"{secrets.randbelow(10**6):06d}"
+    attempt = LoginAttempt(
+        id=attempt_id,
+        email=address,
+        token_hash=_hash_secret(random_part),
+        code_hash=_code_hashes(attempt_id, code)[0],
+        tries_left=current_app.config["LOGIN_CODE_TRIES"],
+        created_at=now,
+        expires_at=now + timedelta(seconds=current_app.config["LOGIN_TOKEN_MAX_AGE"]),
+        next_url=next_url,
+        locale=locale,
+        newsletter=newsletter,
+        newsletter_wording=newsletter_wording if newsletter else None,
+    )
+    db.session.add(attempt)
+    db.session.flush()
+    token = _serializer().dumps({"a": attempt_id, "r": random_part})
+    return IssuedLogin(attempt=attempt, token=token, code=code)
+
+
+def _read_token(token: str) -> tuple[str, str]:
+    """Check a link's signature and age; return its attempt id and random part.
+
+    Runs before any database work, so a tampered link costs nothing.
+    """
+    try:
+        payload = _serializer().loads(
+            token, max_age=current_app.config["LOGIN_TOKEN_MAX_AGE"]
+        )
+    except SignatureExpired:
+        raise SignInError("expired") from None
+    except BadSignature:
+        raise SignInError("invalid") from None
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("a"), str)
+        or not isinstance(payload.get("r"), str)
+    ):
+        raise SignInError("invalid")
+    return payload["a"], payload["r"]
+
+
+def _why_closed(attempt: LoginAttempt | None, now: datetime) -> SignInError:
+    """Explain why an attempt could not be consumed."""
+    if attempt is None:
+        return SignInError("invalid")
+    if attempt.used_at is not None or attempt.tries_left <= 0:
+        return SignInError("used", attempt=attempt)
+    if attempt.expires_at <= now:
+        return SignInError("expired", attempt=attempt)
+    return SignInError("invalid")
+
+
+def _is_open(now: datetime):
+    """The SQL condition of an attempt that can still sign someone in."""
+    return and_(
+        LoginAttempt.used_at.is_(None),
+        LoginAttempt.expires_at > now,
+        LoginAttempt.tries_left > 0,
+    )
+
+
+def check_link(token: str, *, now: datetime | None = None) -> LoginAttempt:
+    """Return the open attempt a link belongs to, changing nothing.
+
+    Used for the confirm page that a mail scanner or another browser sees.
+    """
+    now = now or utcnow()
+    attempt_id, random_part = _read_token(token)
+    attempt = db.session.get(LoginAttempt, attempt_id)
+    if attempt is None or not hmac.compare_digest(
+        attempt.token_hash, _hash_secret(random_part)
+    ):
+        raise SignInError("invalid")
+    if attempt.used_at is not None or attempt.tries_left <= 0 or attempt.expires_at <= now:
+        raise _why_closed(attempt, now)
+    return attempt
+
+
+def consume_link(token: str, *, now: datetime | None = None) -> LoginAttempt:
+    """Consume a link once and return its attempt; raise :class:`SignInError` if not."""
+    now = now or utcnow()
+    attempt_id, random_part = _read_token(token)
+    won = db.session.execute(
+        update(LoginAttempt)
+        .where(
+            LoginAttempt.id == attempt_id,
+            LoginAttempt.token_hash == _hash_secret(random_part),
+            _is_open(now),
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won != 1:
+        attempt = db.session.get(LoginAttempt, attempt_id)
+        if attempt is not None and not hmac.compare_digest(
+            attempt.token_hash, _hash_secret(random_part)
+        ):
+            attempt = None
+        raise _why_closed(attempt, now)
+    return _reload(attempt_id)
+
+
+def consume_code(
+    attempt_ids: list[str], code: str, *, now: datetime | None = None
+) -> LoginAttempt:
+    """Consume the attempt among ``attempt_ids`` whose code is ``code``.
+
+    A wrong code costs one try on every open attempt listed, so asking for several links
+    does not multiply an attacker's guesses.
+    """
+    now = now or utcnow()
+    code = code.strip()
+    if not attempt_ids:
+        raise SignInError("invalid")
+    matches = [
+        and_(LoginAttempt.id == attempt_id, LoginAttempt.code_hash.in_(_code_hashes(attempt_id, code)))
+        for attempt_id in attempt_ids
+    ]
+    if len(code) == 6 and code.isascii() and code.isdigit():
+        won = db.session.execute(
+            update(LoginAttempt)
+            .where(or_(*matches), _is_open(now))
+            .values(used_at=now)
+            .returning(LoginAttempt.id)
+            .execution_options(synchronize_session=False)
+        ).scalars().first()
+        if won is not None:
+            return _reload(won)
+    db.session.execute(
+        update(LoginAttempt)
+        .where(LoginAttempt.id.in_(attempt_ids), _is_open(now))
+        .values(tries_left=LoginAttempt.tries_left - 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    tries_left = db.session.scalar(
+        select(LoginAttempt.tries_left)
+        .where(LoginAttempt.id.in_(attempt_ids), _is_open(now))
+        .order_by(LoginAttempt.tries_left.desc())
+        .limit(1)
+    )
+    if tries_left:
+        raise SignInError("wrong_code", tries_left=tries_left)
+    attempts = db.session.scalars(
+        select(LoginAttempt).where(LoginAttempt.id.in_(attempt_ids))
+    ).all()
+    latest = max(attempts, key=lambda attempt: attempt.created_at, default=None)
+    if any(attempt.expires_at <= now and attempt.used_at is None for attempt in attempts):
+        raise SignInError("expired", attempt=latest)
+    raise SignInError("used", attempt=latest)
+
+
+def _reload(attempt_id: str) -> LoginAttempt:
+    """Read an attempt again after an ``UPDATE`` that bypassed the session."""
+    return db.session.execute(
+        select(LoginAttempt)
+        .where(LoginAttempt.id == attempt_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def open_attempts(attempt_ids: list[str], *, now: datetime | None = None) -> list[LoginAttempt]:
+    """The attempts among ``attempt_ids`` that can still sign in, newest first."""
+    if not attempt_ids:
+        return []
+    now = now or utcnow()
+    return list(
+        db.session.scalars(
+            select(LoginAttempt)
+            .where(LoginAttempt.id.in_(attempt_ids), _is_open(now))
+            .order_by(LoginAttempt.created_at.desc())
+        )
+    )
+
+
+def complete(
+    attempt: LoginAttempt,
+    *,
+    method: str,
+    user_agent: str = "",
+    network: str = "",
+    now: datetime | None = None,
+) -> Reader:
+    """Finish a consumed attempt: the reader's account, consent, sign-in record.
+
+    Creates the account at its first confirmed sign-in, voids every other open link and
+    code of the address, and commits.
+    """
+    now = now or utcnow()
+    reader = _reader_for(attempt.email, attempt.locale, now)
+    reader.last_sign_in_at = now
+    db.session.execute(
+        update(LoginAttempt)
+        .where(LoginAttempt.email == attempt.email, LoginAttempt.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if attempt.newsletter:
+        _record_consent(reader, attempt, now)
+    db.session.add(
+        SignInEvent(
+            reader=reader,
+            at=now,
+            method=method,
+            user_agent=user_agent[:512],
+            network=network[:64],
+        )
+    )
+    db.session.commit()
+    return reader
+
+
+def _reader_for(address: str, locale: str, now: datetime) -> Reader:
+    """The reader owning ``address``, created now if this is their first sign-in."""
+    reader = db.session.scalar(select(Reader).where(Reader.email == address))
+    if reader is not None:
+        return reader
+    try:
+        with db.session.begin_nested():
+            reader = Reader(email=address, locale=locale, created_at=now)
+            db.session.add(reader)
+    except IntegrityError:
+        # Another sign-in of the same new address created it a moment ago.
+        reader = db.session.scalar(select(Reader).where(Reader.email == address))
+        assert reader is not None
+    return reader
+
+
+def _record_consent(reader: Reader, attempt: LoginAttempt, now: datetime) -> None:
+    """Record the daily newsletter consent unless the reader already holds one."""
+    newsletter = db.session.scalar(
+        select(Newsletter).where(Newsletter.slug == DAILY_NEWSLETTER)
+    )
+    if newsletter is None:
+        return
+    already = db.session.scalar(
+        select(NewsletterConsent.id).where(
+            NewsletterConsent.reader_id == reader.id,
+            NewsletterConsent.newsletter_id == newsletter.id,
+            NewsletterConsent.withdrawn_at.is_(None),
+        )
+    )
+    if already is None:
+        db.session.add(
+            NewsletterConsent(
+                reader=reader,
+                newsletter=newsletter,
+                consented_at=now,
+                wording=attempt.newsletter_wording or "",
+                source=attempt.next_url,
+            )
+        )
+
+
+def sign_out_everywhere(reader: Reader) -> None:
+    """End every session and remember cookie of ``reader`` by replacing their id."""
+    reader.alternative_id = new_alternative_id()
+    db.session.commit()
+
+
+def approximate_network(ip: str | None) -> str:
+    """The /24 (IPv4) or /48 (IPv6) network of ``ip``: where, roughly, not who."""
+    if not ip:
+        return ""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def attempt_id_of(token: str) -> str:
+    """The attempt a link names, once its signature and age are checked."""
+    return _read_token(token)[0]

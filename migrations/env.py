@@ -1,0 +1,67 @@
+"""Alembic environment: run migrations against the app's own database connection."""
+
+import logging
+from logging.config import fileConfig
+
+from alembic import context
+from flask import current_app
+
+config = context.config
+if config.config_file_name:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+log = logging.getLogger("alembic.env")
+
+database = current_app.extensions["migrate"].db
+metadata = database.metadata
+config.set_main_option(
+    "sqlalchemy.url",
+    database.engine.url.render_as_string(hide_password=False).replace("%", "%%"),
+)
+
+
+def run_offline() -> None:
+    """Write the SQL of the migrations instead of running it (``--sql``)."""
+    context.configure(url=config.get_main_option("sqlalchemy.url"),
+                      target_metadata=metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    """Run the migrations on a live connection.
+
+    Flask-Migrate's defaults apply (``render_as_batch`` so SQLite can alter tables by
+    copying them, ``compare_type``); autogenerate skips empty revisions so that
+    ``db migrate`` never writes noise.
+    """
+
+    def skip_empty(context_, revision, directives):
+        if getattr(context_.config.cmd_opts, "autogenerate", False):
+            script = directives[0]
+            if script.upgrade_ops.is_empty():
+                directives[:] = []
+                log.info("No changes in schema detected.")
+
+    def plain_types(type_, object_, autogen_context):
+        # Revisions must not import the app: write our timestamp type as its impl.
+        if type_ == "type" and type(object_).__name__ == "UTCDateTime":
+            return "sa.DateTime()"
+        return False
+
+    options = dict(current_app.extensions["migrate"].configure_args)
+    options.setdefault("process_revision_directives", skip_empty)
+    options.setdefault("render_item", plain_types)
+    with database.engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            **options,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()
