@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run it: ruff, then pytest on SQLite
+# and on a PostgreSQL server the tests start themselves.
+#
+# Works on a fresh Debian machine (as root it installs PostgreSQL and Chromium with
+# apt-get when they are missing) and on a developer's machine that already has them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+command -v chromium >/dev/null || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Missing: ${need_apt[*]}. Install them (apt-get install ${need_apt[*]}) and rerun." >&2
+    exit 1
+  fi
+  echo "Installing ${need_apt[*]} from Debian..."
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" fonts-dejavu-core >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+echo "ruff check"
+.venv/bin/ruff check .
+echo "pytest"
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
