@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(
         __name__,
         instance_relative_config=True,
+        # Where the SQLite database, the dev mailbox and the dev key live.
+        instance_path=_instance_path_from_environment(),
         template_folder=str(resource("templates")),
     )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
@@ -64,6 +67,12 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     cli.init_app(app)
     return app
+
+
+def _instance_path_from_environment() -> str | None:
+    """``AUTH_SERVICE_INSTANCE_PATH``, made absolute, or ``None`` for Flask's default."""
+    configured = os.environ.get("AUTH_SERVICE_INSTANCE_PATH")
+    return os.path.abspath(configured) if configured else None
 
 
 def _ensure_secret_key(app: Flask) -> None:

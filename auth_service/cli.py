@@ -8,10 +8,11 @@ from importlib import resources
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, NoAppException, with_appcontext
 from flask_migrate import upgrade
+from werkzeug.serving import run_simple
 
-from . import create_app
+from . import MissingSecretKey, create_app
 from .articles.store import ArticleError, import_articles
 from .outbox import Worker, deliver_due
 
@@ -77,7 +78,8 @@ def demo_command(host: str, port: int) -> None:
         f"\n  Open {app.config['PUBLIC_URL']}/ in your browser."
         f"\n  Mail goes to {where}.\n  Database: {app.config['SQLALCHEMY_DATABASE_URI']}\n"
     )
-    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    # Not app.run(): Flask ignores it inside a `flask`/`auth-service` command.
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 def init_app(app: Flask) -> None:
@@ -87,8 +89,16 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_command)
 
 
+def _create_app_for_cli() -> Flask:
+    """The app for a command; a missing secret key is a one-line error, not a traceback."""
+    try:
+        return create_app()
+    except MissingSecretKey as error:
+        raise NoAppException(str(error)) from None
+
+
 main = FlaskGroup(
-    create_app=create_app,
+    create_app=_create_app_for_cli,
     help="auth-service: the same commands as `flask --app auth_service`.",
 )
 main.add_command(demo_command)

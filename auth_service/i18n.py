@@ -6,7 +6,7 @@ browser's Accept-Language header.
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
 from flask_babel import format_date, format_time, get_locale
 
 from .extensions import babel
@@ -51,9 +51,7 @@ def _remember_choice(response):
 
 def _template_globals() -> dict:
     """Make the current language available to every template."""
-    if "lang" not in g:
-        g.lang = current_language()
-    return {"lang": g.lang}
+    return {"lang": current_language()}
 
 
 def format_date_local(moment) -> str:

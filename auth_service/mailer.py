@@ -132,9 +132,12 @@ class DevMailbox:
         temporary = path.with_suffix(".tmp")
         temporary.write_bytes(build_message(message).as_bytes())
         temporary.replace(path)
-        for link in re.findall(r"^https?://\S+$", message.text_body, flags=re.MULTILINE):
-            log.warning("Dev mailbox: mail to %s: %s", message.to_address, link)
-        print(f" * Mail to {message.to_address} in the dev mailbox: {message.subject}", flush=True)
+        links = re.findall(r"^https?://\S+$", message.text_body, flags=re.MULTILINE)
+        log.info("Dev mailbox: mail to %s: %s", message.to_address, " ".join(links))
+        # The console is where a developer trying the demo looks first.
+        print(f" * Mail to {message.to_address}: {message.subject}", flush=True)
+        for link in links:
+            print(f"   {link}", flush=True)
 
 
 def mailbox_folder(app: Flask) -> Path:

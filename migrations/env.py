@@ -7,7 +7,8 @@ from alembic import context
 from flask import current_app
 
 config = context.config
-if config.config_file_name:
+if config.config_file_name and not logging.getLogger().handlers:
+    # Only when nobody configured logging: the app's own log format wins.
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 log = logging.getLogger("alembic.env")
 

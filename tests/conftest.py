@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from flask import g
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
@@ -141,6 +143,22 @@ def settings(request) -> dict:
     return extra
 
 
+class FreshRequestClient(FlaskClient):
+    """A test client whose every request starts with an empty ``g``, as in production.
+
+    The ``app`` fixture keeps one app context open so tests can query the database;
+    Flask then reuses it for each request, and extensions that cache per request in
+    ``g`` (Flask-Login's user, Flask-Babel's locale) would leak from one request into
+    the next.
+    """
+
+    def open(self, *args, **kwargs):
+        """Clear ``g``, then make the request."""
+        if g:
+            vars(g._get_current_object()).clear()
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(database_url, settings, tmp_path):
     """The application on a fresh database, with the dev mailbox in a temporary folder."""
@@ -153,6 +171,7 @@ def app(database_url, settings, tmp_path):
         **settings,
     }
     application = create_app(config)
+    application.test_client_class = FreshRequestClient
     application.instance_path = str(tmp_path / "instance")
     Path(application.instance_path).mkdir(exist_ok=True)
     with application.app_context():
