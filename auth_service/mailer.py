@@ -20,7 +20,6 @@ from flask_babel import force_locale
 from flask_mail import Connection, Message
 
 from .config import public_host
-from .extensions import mail
 from .models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,8 @@ class SmtpTransport:
     @contextmanager
     def connection(self):
         """An open SMTP connection whose ``send`` takes an :class:`OutboxMessage`."""
-        with _TimedConnection(mail) as connection:
+        # Flask-Mail keeps the app's SMTP settings in its per-app state object.
+        with _TimedConnection(current_app.extensions["mail"]) as connection:
             yield _SmtpSender(connection)
 
 
