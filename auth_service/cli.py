@@ -71,8 +71,10 @@ def demo_command(host: str, port: int) -> None:
         report = import_articles(demo_articles())
     click.echo(f"Demo articles: {report.created} created, {report.updated} updated.")
     Worker(app, in_process=True).start_thread()
-    where = "SMTP " + app.config["MAIL_SERVER"] if app.config.get("MAIL_SERVER") else (
-        f"{app.config['PUBLIC_URL']}/dev/mailbox"
+    where = (
+        "SMTP " + app.config["MAIL_SERVER"]
+        if app.config.get("MAIL_SERVER")
+        else (f"{app.config['PUBLIC_URL']}/dev/mailbox")
     )
     click.echo(
         f"\n  Open {app.config['PUBLIC_URL']}/ in your browser."

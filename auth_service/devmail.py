@@ -16,6 +16,8 @@ from .mailer import mailbox_folder
 
 bp = Blueprint("devmail", __name__, url_prefix="/dev/mailbox")
 
+# The HTML part runs no script and submits no form; its links may still be followed.
+SANDBOX = "sandbox allow-popups allow-top-navigation-by-user-activation"
 NAME = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9]+\.eml$")
 
 
@@ -61,5 +63,5 @@ def show_html(name: str):
     return Response(
         part.get_content(),
         mimetype="text/html",
-        headers={"Content-Security-Policy": "sandbox allow-popups allow-top-navigation-by-user-activation"},
+        headers={"Content-Security-Policy": SANDBOX},
     )

@@ -15,14 +15,38 @@ from .extensions import db
 log = logging.getLogger(__name__)
 
 MESSAGES = {
-    400: (_l("This request could not be understood"), _l("Something in what was sent is not right. Go back and try again.")),
+    400: (
+        _l("This request could not be understood"),
+        _l("Something in what was sent is not right. Go back and try again."),
+    ),
     403: (_l("Access refused"), _l("You are not allowed to see this page.")),
-    404: (_l("Page not found"), _l("This page does not exist or no longer exists. Check the address, or go back to the front page.")),
-    405: (_l("Not allowed"), _l("This page cannot be used this way. Go back and use the form on the page.")),
+    404: (
+        _l("Page not found"),
+        _l(
+            "This page does not exist or no longer exists. "
+            "Check the address, or go back to the front page."
+        ),
+    ),
+    405: (
+        _l("Not allowed"),
+        _l("This page cannot be used this way. Go back and use the form on the page."),
+    ),
     413: (_l("Too much data"), _l("What you sent is too large. Shorten it and try again.")),
-    429: (_l("Too many tries"), _l("You have tried too many times. Wait a few minutes, then try again.")),
-    500: (_l("Something went wrong on our side"), _l("We could not complete your request. Nothing you did caused it; please try again in a moment.")),
-    503: (_l("Service unavailable"), _l("The service is briefly unavailable. Please try again in a few minutes.")),
+    429: (
+        _l("Too many tries"),
+        _l("You have tried too many times. Wait a few minutes, then try again."),
+    ),
+    500: (
+        _l("Something went wrong on our side"),
+        _l(
+            "We could not complete your request. "
+            "Nothing you did caused it; please try again in a moment."
+        ),
+    ),
+    503: (
+        _l("Service unavailable"),
+        _l("The service is briefly unavailable. Please try again in a few minutes."),
+    ),
 }
 
 

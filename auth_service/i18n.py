@@ -23,9 +23,9 @@ def select_locale() -> str:
     remembered = request.cookies.get(current_app.config["LANGUAGE_COOKIE_NAME"], "")
     if remembered in languages:
         return remembered
-    return request.accept_languages.best_match(languages) or current_app.config[
-        "BABEL_DEFAULT_LOCALE"
-    ]
+    return (
+        request.accept_languages.best_match(languages) or current_app.config["BABEL_DEFAULT_LOCALE"]
+    )
 
 
 def current_language() -> str:

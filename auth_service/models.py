@@ -67,9 +67,7 @@ class Reader(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     # What the session and remember cookie carry instead of the primary key.
-    alternative_id: Mapped[str] = mapped_column(
-        String(64), unique=True, default=new_alternative_id
-    )
+    alternative_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_alternative_id)
     locale: Mapped[str] = mapped_column(String(8), default="fr")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -139,9 +137,7 @@ class NewsletterConsent(db.Model):
     __tablename__ = "newsletter_consents"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    reader_id: Mapped[int] = mapped_column(
-        ForeignKey("readers.id", ondelete="CASCADE"), index=True
-    )
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"), index=True)
     newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletters.id"))
     consented_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     wording: Mapped[str] = mapped_column(Text)
@@ -158,9 +154,7 @@ class SignInEvent(db.Model):
     __tablename__ = "sign_in_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    reader_id: Mapped[int] = mapped_column(
-        ForeignKey("readers.id", ondelete="CASCADE"), index=True
-    )
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     method: Mapped[str] = mapped_column(String(16))  # "link" or "code"
     user_agent: Mapped[str] = mapped_column(String(512), default="")

@@ -57,9 +57,7 @@ class SignInError(Exception):
     ``"wrong_code"`` with ``tries_left`` set.
     """
 
-    def __init__(
-        self, reason: str, tries_left: int = 0, attempt: LoginAttempt | None = None
-    ):
+    def __init__(self, reason: str, tries_left: int = 0, attempt: LoginAttempt | None = None):
         super().__init__(reason)
         self.reason = reason
         self.tries_left = tries_left
@@ -167,9 +165,7 @@ def _read_token(token: str) -> tuple[str, str]:
     Runs before any database work, so a tampered link costs nothing.
     """
     try:
-        payload = _serializer().loads(
-            token, max_age=current_app.config["LOGIN_TOKEN_MAX_AGE"]
-        )
+        payload = _serializer().loads(token, max_age=current_app.config["LOGIN_TOKEN_MAX_AGE"])
     except SignatureExpired:
         raise SignInError("expired") from None
     except BadSignature:
@@ -211,9 +207,7 @@ def check_link(token: str, *, now: datetime | None = None) -> LoginAttempt:
     now = now or utcnow()
     attempt_id, random_part = _read_token(token)
     attempt = db.session.get(LoginAttempt, attempt_id)
-    if attempt is None or not hmac.compare_digest(
-        attempt.token_hash, _hash_secret(random_part)
-    ):
+    if attempt is None or not hmac.compare_digest(attempt.token_hash, _hash_secret(random_part)):
         raise SignInError("invalid")
     if attempt.used_at is not None or attempt.tries_left <= 0 or attempt.expires_at <= now:
         raise _why_closed(attempt, now)
@@ -244,9 +238,7 @@ def consume_link(token: str, *, now: datetime | None = None) -> LoginAttempt:
     return _reload(attempt_id)
 
 
-def consume_code(
-    attempt_ids: list[str], code: str, *, now: datetime | None = None
-) -> LoginAttempt:
+def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = None) -> LoginAttempt:
     """Consume the attempt among ``attempt_ids`` whose code is ``code``.
 
     A wrong code costs one try on every open attempt listed, so asking for several links
@@ -257,17 +249,24 @@ def consume_code(
     if not attempt_ids:
         raise SignInError("invalid")
     matches = [
-        and_(LoginAttempt.id == attempt_id, LoginAttempt.code_hash.in_(_code_hashes(attempt_id, code)))
+        and_(
+            LoginAttempt.id == attempt_id,
+            LoginAttempt.code_hash.in_(_code_hashes(attempt_id, code)),
+        )
         for attempt_id in attempt_ids
     ]
     if len(code) == 6 and code.isascii() and code.isdigit():
-        won = db.session.execute(
-            update(LoginAttempt)
-            .where(or_(*matches), _is_open(now))
-            .values(used_at=now)
-            .returning(LoginAttempt.id)
-            .execution_options(synchronize_session=False)
-        ).scalars().first()
+        won = (
+            db.session.execute(
+                update(LoginAttempt)
+                .where(or_(*matches), _is_open(now))
+                .values(used_at=now)
+                .returning(LoginAttempt.id)
+                .execution_options(synchronize_session=False)
+            )
+            .scalars()
+            .first()
+        )
         if won is not None:
             return _reload(won)
     db.session.execute(
@@ -372,9 +371,7 @@ def _reader_for(address: str, locale: str, now: datetime) -> Reader:
 
 def _record_consent(reader: Reader, attempt: LoginAttempt, now: datetime) -> None:
     """Record the daily newsletter consent unless the reader already holds one."""
-    newsletter = db.session.scalar(
-        select(Newsletter).where(Newsletter.slug == DAILY_NEWSLETTER)
-    )
+    newsletter = db.session.scalar(select(Newsletter).where(Newsletter.slug == DAILY_NEWSLETTER))
     if newsletter is None:
         return
     already = db.session.scalar(

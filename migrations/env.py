@@ -22,8 +22,9 @@ config.set_main_option(
 
 def run_offline() -> None:
     """Write the SQL of the migrations instead of running it (``--sql``)."""
-    context.configure(url=config.get_main_option("sqlalchemy.url"),
-                      target_metadata=metadata, literal_binds=True)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata, literal_binds=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

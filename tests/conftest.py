@@ -30,8 +30,12 @@ from auth_service.extensions import db
 
 DATABASES = [name for name in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 DATA_TABLES = [
-    "sign_in_events", "newsletter_consents", "readers", "login_attempts",
-    "outbox_messages", "articles",
+    "sign_in_events",
+    "newsletter_consents",
+    "readers",
+    "login_attempts",
+    "outbox_messages",
+    "articles",
 ]
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
@@ -72,27 +76,53 @@ def postgres_url():
         shutil.chown(folder, "postgres")
     port = free_port()
     subprocess.run(
-        _as_postgres([str(binaries / "initdb"), "-D", str(data), "-U", "postgres",
-                      "-A", "trust", "-E", "UTF8", "--no-locale"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     subprocess.run(
-        _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-w", "-l",
-                      str(folder / "log"), "-o",
-                      f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
-                      "start"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(binaries / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(folder / "log"),
+                "-o",
+                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
-    admin = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(text("CREATE DATABASE auth_test"))
     admin.dispose()
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/auth_test"
     _migrate(url)
     yield url
-    subprocess.run(_as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                 "stop"]), capture_output=True)
+    subprocess.run(
+        _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+        capture_output=True,
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -245,8 +275,9 @@ class Reader:
         self.app = app
         self.client = client
 
-    def ask_for_link(self, email: str, *, next_url: str = "/", newsletter: bool = False,
-                     client=None):
+    def ask_for_link(
+        self, email: str, *, next_url: str = "/", newsletter: bool = False, client=None
+    ):
         """Submit the sign-up-or-sign-in form."""
         client = client or self.client
         data = {"email": email, "next": next_url, "csrf_token": csrf_token(client)}
@@ -259,8 +290,9 @@ class Reader:
         from auth_service.models import OutboxMessage
 
         rows = db.session.scalars(db.select(OutboxMessage).order_by(OutboxMessage.id)).all()
-        return [Mail(r.to_address, r.subject, r.text_body, r.html_body, dict(r.headers))
-                for r in rows]
+        return [
+            Mail(r.to_address, r.subject, r.text_body, r.html_body, dict(r.headers)) for r in rows
+        ]
 
     def last_mail(self) -> Mail:
         """The newest queued mail."""
@@ -268,8 +300,9 @@ class Reader:
         assert mails, "no mail was queued"
         return mails[-1]
 
-    def sign_in(self, email: str = "reader@example.com", *, next_url: str = "/",
-                newsletter: bool = False):
+    def sign_in(
+        self, email: str = "reader@example.com", *, next_url: str = "/", newsletter: bool = False
+    ):
         """Ask for a link and open it in the same browser; return the final response."""
         response = self.ask_for_link(email, next_url=next_url, newsletter=newsletter)
         assert response.status_code == 303, response.status_code
@@ -320,8 +353,9 @@ class SmtpServer:
 
     def start(self) -> None:
         """Listen on the port."""
-        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port,
-                                     enable_SMTPUTF8=True)
+        self.controller = Controller(
+            self.recorder, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True
+        )
         self.controller.start()
 
     def stop(self) -> None:

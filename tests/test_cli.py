@@ -9,12 +9,11 @@ import sys
 import time
 import urllib.request
 
-from sqlalchemy import func, inspect, select
+from conftest import free_port
+from sqlalchemy import create_engine, func, inspect, select
 
 from auth_service.extensions import db
 from auth_service.models import Article, OutboxMessage
-
-from conftest import free_port
 
 ARTICLE = {
     "slug": "un-article",
@@ -22,7 +21,7 @@ ARTICLE = {
     "kicker": "Essai",
     "standfirst": "Le chapeau.",
     "body_html": "<p>Premier paragraphe.</p><script>alert(1)</script>"
-                 "<p onclick=\"x()\">Second <a href=\"javascript:alert(1)\">lien</a>.</p>",
+    '<p onclick="x()">Second <a href="javascript:alert(1)">lien</a>.</p>',
     "image": {"url": "/static/demo/train-de-nuit.svg", "caption": "Légende", "credit": "Crédit"},
     "tags": ["un", "deux"],
     "access": "registered",
@@ -78,37 +77,60 @@ def test_worker_once_drains_the_outbox_into_the_dev_mailbox(runner, reader, app)
     result = runner.invoke(args=["worker", "--once"])
     assert result.exit_code == 0, result.output
     assert "sent 2" in result.output
-    assert len(list((app.instance_path and os.scandir(f"{app.instance_path}/mailbox")))) == 2
+    assert len(list(app.instance_path and os.scandir(f"{app.instance_path}/mailbox"))) == 2
     unsent = select(func.count(OutboxMessage.id)).where(OutboxMessage.sent_at.is_(None))
     assert db.session.scalar(unsent) == 0
 
 
 def test_db_upgrade_builds_the_schema_from_nothing(tmp_path):
     database = tmp_path / "fresh.sqlite3"
-    environment = {**os.environ, "AUTH_SERVICE_SECRET_KEY": "k",
-                   "AUTH_SERVICE_SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
-                   "AUTH_SERVICE_INSTANCE_PATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "flask", "--app", "auth_service", "db",
-                           "upgrade"], env=environment, capture_output=True, text=True)
+    environment = {
+        **os.environ,
+        "AUTH_SERVICE_SECRET_KEY": "k",
+        "AUTH_SERVICE_SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
+        "AUTH_SERVICE_INSTANCE_PATH": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "auth_service", "db", "upgrade"],
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
-    from sqlalchemy import create_engine
-
     engine = create_engine(f"sqlite:///{database}")
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert {"readers", "login_attempts", "articles", "newsletters", "newsletter_consents",
-            "outbox_messages", "sign_in_events", "alembic_version"} <= tables
+    assert {
+        "readers",
+        "login_attempts",
+        "articles",
+        "newsletters",
+        "newsletter_consents",
+        "outbox_messages",
+        "sign_in_events",
+        "alembic_version",
+    } <= tables
 
 
 def test_demo_serves_the_journey_from_an_empty_folder(tmp_path):
     port = free_port()
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith("AUTH_SERVICE_")}
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("AUTH_SERVICE_")
+    }
     environment["AUTH_SERVICE_INSTANCE_PATH"] = str(tmp_path / "instance")
     demo = subprocess.Popen(
-        [sys.executable, "-c", "from auth_service.cli import main; main()", "demo",
-         "--port", str(port)],
-        cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-c",
+            "from auth_service.cli import main; main()",
+            "demo",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 
+from conftest import csrf_token
 from sqlalchemy import func, select
 
 from auth_service.extensions import db
 from auth_service.models import LoginAttempt, OutboxMessage
-from conftest import csrf_token
 
 READERS = 8
 REQUESTS_EACH = 4
@@ -24,9 +24,13 @@ def test_many_readers_asking_at_once_all_get_their_mail(app):
         token = csrf_token(client)
         start.wait()
         for request in range(REQUESTS_EACH):
-            response = client.post("/login", data={
-                "email": f"reader{number}.{request}@example.com", "csrf_token": token,
-            })
+            response = client.post(
+                "/login",
+                data={
+                    "email": f"reader{number}.{request}@example.com",
+                    "csrf_token": token,
+                },
+            )
             with lock:
                 statuses.append(response.status_code)
 

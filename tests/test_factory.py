@@ -68,20 +68,26 @@ def test_health_check_answers_when_the_database_does(client):
 
 
 def test_health_check_says_503_when_the_database_is_gone():
-    app = create_app({
-        "SECRET_KEY": "k", "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": "sqlite:////nonexistent-folder/none.sqlite3",
-    })
+    app = create_app(
+        {
+            "SECRET_KEY": "k",
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": "sqlite:////nonexistent-folder/none.sqlite3",
+        }
+    )
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["database"] == "down"
 
 
 def test_front_page_says_503_when_the_database_is_gone():
-    app = create_app({
-        "SECRET_KEY": "k", "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": "sqlite:////nonexistent-folder/none.sqlite3",
-    })
+    app = create_app(
+        {
+            "SECRET_KEY": "k",
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": "sqlite:////nonexistent-folder/none.sqlite3",
+        }
+    )
     response = app.test_client().get("/")
     assert response.status_code == 503
     body = response.get_data(as_text=True)

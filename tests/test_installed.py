@@ -34,9 +34,20 @@ def installed(tmp_path_factory) -> Path:
     """A venv holding only the wheel of this project; dependencies come from ours."""
     folder = tmp_path_factory.mktemp("installed")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(folder / "dist"), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(folder / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     wheel = next((folder / "dist").glob("auth_service-*.whl"))
     venv = folder / "venv"
@@ -44,19 +55,32 @@ def installed(tmp_path_factory) -> Path:
     python = venv / "bin" / "python"
     # Our dependencies, without downloading them again: appended after the venv's own
     # site-packages, so the installed wheel wins over the source tree.
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     return venv
 
 
 def command(venv: Path, environment: dict, *args: str, **options):
     """Run ``auth-service ARGS`` from an empty folder outside the repository."""
-    return subprocess.run([str(venv / "bin" / "auth-service"), *args], env=environment,
-                          cwd=environment["AUTH_SERVICE_INSTANCE_PATH"], capture_output=True,
-                          text=True, timeout=120, **options)
+    return subprocess.run(
+        [str(venv / "bin" / "auth-service"), *args],
+        env=environment,
+        cwd=environment["AUTH_SERVICE_INSTANCE_PATH"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **options,
+    )
 
 
 @pytest.fixture
@@ -64,8 +88,11 @@ def environment(tmp_path, smtp_server) -> dict:
     """The settings an operator exports, with a fresh SQLite database."""
     instance = tmp_path / "instance"
     instance.mkdir()
-    base = {key: value for key, value in os.environ.items()
-            if not key.startswith(("AUTH_SERVICE_", "FLASK_"))}
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AUTH_SERVICE_", "FLASK_"))
+    }
     return {
         **base,
         "AUTH_SERVICE_SECRET_KEY": "operator-secret-key-0123456789-abcdefghij",
@@ -114,7 +141,8 @@ def serve(venv: Path, environment: dict, port: int) -> subprocess.Popen:
         [str(venv / "bin" / "auth-service"), "run", "--port", str(port)],
         env={**environment, "AUTH_SERVICE_PUBLIC_URL": f"http://127.0.0.1:{port}"},
         cwd=environment["AUTH_SERVICE_INSTANCE_PATH"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(150):
         try:
@@ -128,14 +156,24 @@ def serve(venv: Path, environment: dict, port: int) -> subprocess.Popen:
 
 def test_wheel_ships_templates_migrations_and_catalog(installed):
     python = installed / "bin" / "python"
-    where = subprocess.run([python, "-c", "import auth_service; print(auth_service.__file__)"],
-                           check=True, capture_output=True, text=True, cwd="/").stdout
+    where = subprocess.run(
+        [python, "-c", "import auth_service; print(auth_service.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
+    ).stdout
     package = Path(where.strip()).parent
     assert str(installed) in str(package)
-    for part in ("templates/base.html", "templates/mail/signin.txt",
-                 "migrations/env.py", "migrations/versions/0001_initial_schema.py",
-                 "translations/fr/LC_MESSAGES/messages.mo", "static/site.css",
-                 "demo/articles.json"):
+    for part in (
+        "templates/base.html",
+        "templates/mail/signin.txt",
+        "migrations/env.py",
+        "migrations/versions/0001_initial_schema.py",
+        "translations/fr/LC_MESSAGES/messages.mo",
+        "static/site.css",
+        "demo/articles.json",
+    ):
         assert (package / part).is_file(), part
 
 
@@ -158,17 +196,25 @@ def test_operator_journey_from_install_to_unlocked_article(installed, environmen
         reader = Browser(f"http://127.0.0.1:{port}")
         status, _, page = reader.request(f"/articles/{ARTICLE}")
         assert status == 200 and 'action="/login"' in page
-        status, headers, _ = reader.request("/login", {
-            "email": "Lectrice@Example.com", "next": f"/articles/{ARTICLE}",
-            "newsletter": "y", "csrf_token": reader.csrf("/login"),
-        })
+        status, headers, _ = reader.request(
+            "/login",
+            {
+                "email": "Lectrice@Example.com",
+                "next": f"/articles/{ARTICLE}",
+                "newsletter": "y",
+                "csrf_token": reader.csrf("/login"),
+            },
+        )
         assert (status, headers["Location"]) == (303, "/login/sent")
         _, _, sent = reader.request("/login/sent")
         assert "lectrice@example.com" in sent
         assert smtp_server.messages == []  # the request did not talk to SMTP
-        done = command(installed, {**environment,
-                                   "AUTH_SERVICE_PUBLIC_URL": f"http://127.0.0.1:{port}"},
-                       "worker", "--once")
+        done = command(
+            installed,
+            {**environment, "AUTH_SERVICE_PUBLIC_URL": f"http://127.0.0.1:{port}"},
+            "worker",
+            "--once",
+        )
         assert done.returncode == 0 and "sent 1" in done.stdout, done.stderr
         link = sign_in_link(smtp_server.recorder.wait_for(1)[0])
         path = link.removeprefix(f"http://127.0.0.1:{port}")
@@ -191,9 +237,16 @@ def installed_articles(venv: Path) -> Path:
     """The demo articles file inside the installed package."""
     python = venv / "bin" / "python"
     where = subprocess.run(
-        [python, "-c", "import auth_service, pathlib; "
-         "print(pathlib.Path(auth_service.__file__).parent / 'demo' / 'articles.json')"],
-        check=True, capture_output=True, text=True, cwd="/",
+        [
+            python,
+            "-c",
+            "import auth_service, pathlib; "
+            "print(pathlib.Path(auth_service.__file__).parent / 'demo' / 'articles.json')",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
     ).stdout.strip()
     return Path(where)
 

@@ -142,9 +142,7 @@ def test_link_with_right_signature_but_wrong_secret_is_invalid(app):
     other = issue()
     # A validly signed payload naming one attempt with another attempt's random part.
     serializer = signin._serializer()
-    mixed = serializer.dumps(
-        {"a": issued.attempt.id, "r": serializer.loads(other.token)["r"]}
-    )
+    mixed = serializer.dumps({"a": issued.attempt.id, "r": serializer.loads(other.token)["r"]})
     assert reason_of(signin.consume_link, mixed) == "invalid"
     assert signin.consume_link(issued.token).id == issued.attempt.id
 
@@ -239,9 +237,7 @@ def test_code_of_an_earlier_attempt_still_works(app):
 
 def test_wrong_code_costs_every_open_attempt_a_try(app):
     first, second = issue(), issue()
-    wrong = next(
-        f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in (first.code, second.code)
-    )
+    wrong = next(f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in (first.code, second.code))
     with pytest.raises(signin.SignInError):
         signin.consume_code([first.attempt.id, second.attempt.id], wrong)
     tries = db.session.scalars(select(LoginAttempt.tries_left)).all()
@@ -281,8 +277,12 @@ def test_links_signed_with_a_retired_key_stop_working(app):
 def test_account_is_created_at_first_sign_in_not_before(app):
     issued = issue("new@example.com")
     assert db.session.scalar(select(Reader)) is None
-    reader = signin.complete(signin.consume_link(issued.token), method="link",
-                             user_agent="Firefox/130", network="192.0.2.0/24")
+    reader = signin.complete(
+        signin.consume_link(issued.token),
+        method="link",
+        user_agent="Firefox/130",
+        network="192.0.2.0/24",
+    )
     assert reader.email == "new@example.com"
     assert reader.last_sign_in_at is not None
     event = db.session.scalar(select(SignInEvent))
@@ -297,8 +297,9 @@ def test_returning_reader_keeps_one_account(app):
 
 
 def test_newsletter_consent_records_the_wording_shown(app):
-    issued = issue(newsletter=True, newsletter_wording="Send me the daily front page.",
-                   next_url="/articles/x")
+    issued = issue(
+        newsletter=True, newsletter_wording="Send me the daily front page.", next_url="/articles/x"
+    )
     reader = signin.complete(signin.consume_link(issued.token), method="link")
     consent = db.session.scalar(select(NewsletterConsent))
     assert consent.reader_id == reader.id

@@ -22,14 +22,31 @@ def _french():
 def test_every_string_of_the_code_has_a_french_translation(tmp_path):
     template = tmp_path / "messages.pot"
     subprocess.run(
-        [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg",
-         "-k", "_l", "-k", "lazy_gettext", "--no-location", "-o", str(template), "."],
-        cwd=ROOT, check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-k",
+            "_l",
+            "-k",
+            "lazy_gettext",
+            "--no-location",
+            "-o",
+            str(template),
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
     with template.open("rb") as handle:
         wanted = {message.id for message in read_po(handle) if message.id}
-    translated = {message.id for message in _french() if message.id and message.string
-                  and not message.fuzzy}
+    translated = {
+        message.id for message in _french() if message.id and message.string and not message.fuzzy
+    }
     missing = sorted(str(item) for item in wanted - translated)
     assert not missing, f"untranslated in French: {missing}"
 
@@ -37,9 +54,13 @@ def test_every_string_of_the_code_has_a_french_translation(tmp_path):
 def test_compiled_catalog_matches_the_po_file():
     with (CATALOG / "messages.mo").open("rb") as handle:
         compiled = gettext.GNUTranslations(handle)
-    stale = [message.id for message in _french()
-             if message.id and isinstance(message.id, str)
-             and compiled.gettext(message.id) != message.string]
+    stale = [
+        message.id
+        for message in _french()
+        if message.id
+        and isinstance(message.id, str)
+        and compiled.gettext(message.id) != message.string
+    ]
     assert not stale, f"run pybabel compile: {stale[:5]}"
 
 

@@ -18,8 +18,27 @@ from ..extensions import db
 from ..models import Article, utcnow
 
 ALLOWED_TAGS = {
-    "p", "h2", "h3", "h4", "blockquote", "ul", "ol", "li", "strong", "em", "b", "i",
-    "a", "br", "figure", "figcaption", "cite", "q", "abbr", "sub", "sup",
+    "p",
+    "h2",
+    "h3",
+    "h4",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "a",
+    "br",
+    "figure",
+    "figcaption",
+    "cite",
+    "q",
+    "abbr",
+    "sub",
+    "sup",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}}
 FIRST_PARAGRAPH = re.compile(r"<p\b[^>]*>.*?</p>", re.DOTALL)

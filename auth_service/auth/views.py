@@ -51,13 +51,14 @@ def request_link():
 
 @bp.get("/login/sent")
 def sent():
-    """"Check your email": the exact address, the code form, "send again"."""
+    """ "Check your email": the exact address, the code form, "send again"."""
     attempts = signin.open_attempts(remembered_attempts(request))
     if not attempts:
         return redirect(url_for("auth.login"), 303)
     private_page()
-    return render_template("auth/sent.html", attempt=attempts[0], form=CodeForm(),
-                           resend=_resend_form(attempts[0]))
+    return render_template(
+        "auth/sent.html", attempt=attempts[0], form=CodeForm(), resend=_resend_form(attempts[0])
+    )
 
 
 def _resend_form(attempt) -> LoginForm:
@@ -84,8 +85,9 @@ def enter_code():
         attempts = signin.open_attempts(ids)
         private_page()
         form.code.errors = [_code_error(code, error.tries_left)]
-        return render_template("auth/sent.html", attempt=attempts[0], form=form,
-                               resend=_resend_form(attempts[0])), 422
+        return render_template(
+            "auth/sent.html", attempt=attempts[0], form=form, resend=_resend_form(attempts[0])
+        ), 422
     return _sign_in(attempt, method="code")
 
 
@@ -117,8 +119,7 @@ def verify():
         attempt = signin.check_link(token)
     except signin.SignInError as error:
         return _failed(error)
-    return render_template("auth/confirm.html", attempt=attempt,
-                           form=ConfirmLinkForm(token=token))
+    return render_template("auth/confirm.html", attempt=attempt, form=ConfirmLinkForm(token=token))
 
 
 @bp.post("/login/verify")
