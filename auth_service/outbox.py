@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -147,26 +148,40 @@ def deliver_due(transport=None, *, limit: int | None = None) -> DeliveryReport:
 
 
 def _deliver_batch(transport, claimed: list[int], report: DeliveryReport) -> None:
-    """Send claimed messages on one connection; a broken connection delays the rest."""
+    """Send claimed messages on one connection; a broken connection delays the rest.
+
+    Whatever goes wrong, every claimed message ends this pass sent, scheduled for a
+    retry, or failed: none is left claimed with its error unrecorded.
+    """
     pending = list(claimed)
     try:
         with transport.connection() as connection:
             while pending:
-                message = db.session.get(OutboxMessage, pending[0])
+                message = db.session.get(OutboxMessage, pending.pop(0))
                 try:
                     connection.send(message)
                 except PERMANENT_SMTP_ERRORS as error:
-                    pending.pop(0)
                     _count(report, _record_failure(message, error, permanent=True))
                     continue
-                pending.pop(0)
+                except (OSError, smtplib.SMTPException):
+                    pending.insert(0, message.id)
+                    raise
+                except Exception as error:
+                    # This message cannot be built or sent (a bug, a bad header): keep
+                    # it for a later try and go on with the others.
+                    log.exception("Outbox: message %s could not be sent", message.id)
+                    _count(report, _record_failure(message, error, permanent=False))
+                    continue
                 message.sent_at = utcnow()
                 message.attempts += 1
                 message.claimed_until = None
                 db.session.commit()
                 report.sent += 1
-    except (OSError, smtplib.SMTPException) as error:
+    except Exception as error:
         # The server went away or refused us for now: nothing is lost, try again later.
+        if not isinstance(error, (OSError, smtplib.SMTPException)):
+            log.exception("Outbox: the mail transport failed")
+        db.session.rollback()
         for message_id in pending:
             message = db.session.get(OutboxMessage, message_id)
             _count(report, _record_failure(message, error, permanent=False))
@@ -213,7 +228,6 @@ class Worker:
     def run(self) -> None:
         """Deliver, then wait for a wake-up or the next retry, until :meth:`stop`."""
         with self.app.app_context():
-            self._listener = None if self.in_process else self._listen()
             try:
                 while not self.stopping.is_set():
                     self.wakeup.clear()
@@ -227,33 +241,54 @@ class Worker:
                         wait = 5.0
                     self._wait(wait)
             finally:
-                if self._listener is not None:
-                    self._listener.close()
+                self._close_listener()
                 db.session.remove()
 
     def _wait(self, due_in: float | None) -> None:
         """Sleep until woken, until a retry is due, or one poll interval."""
+        listener = None if self.in_process else self._listener_or_none()
         poll = self.app.config["OUTBOX_POLL_INTERVAL"]
-        if self.in_process or self._listener is not None:
+        if self.in_process or listener is not None:
             poll = 30.0  # the after-commit event or PostgreSQL's NOTIFY wakes us
         timeout = poll if due_in is None else min(poll, due_in)
-        if self._listener is not None and not self.wakeup.is_set():
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                pass
-        else:
+        if listener is None:
             self.wakeup.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            # In slices of a second, so that stop() is honoured quickly.
+            while not self.wakeup.is_set() and (left := deadline - time.monotonic()) > 0:
+                if any(True for _ in listener.notifies(timeout=min(left, 1.0), stop_after=1)):
+                    return
+        except Exception:
+            log.exception("Outbox: lost the PostgreSQL listener; reconnecting")
+            self._close_listener()
+            self.wakeup.wait(1.0)
 
-    def _listen(self):
-        """A PostgreSQL connection listening for queued mail, or ``None``."""
-        engine = db.engine
-        if engine.dialect.name != "postgresql":
-            return None
+    def _listener_or_none(self):
+        """The PostgreSQL connection listening for queued mail, opened on first use.
+
+        ``None`` on SQLite, or while PostgreSQL cannot be reached (we poll meanwhile).
+        """
+        if self._listener is not None or db.engine.dialect.name != "postgresql":
+            return self._listener
         import psycopg
 
-        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = psycopg.connect(dsn, autocommit=True)
-        connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        url = db.engine.url.set(drivername="postgresql")
+        try:
+            connection = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+            connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.Error:
+            log.exception("Outbox: cannot LISTEN; polling until PostgreSQL is back")
+            return None
+        self._listener = connection
         return connection
+
+    def _close_listener(self) -> None:
+        """Close the listening connection, if any."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
     def stop(self) -> None:
         """Ask the loop to end after its current pass."""
