@@ -68,7 +68,10 @@ def _http_error(error: HTTPException):
     """Any HTTP error Flask or a view raised."""
     if error.code is None or error.code < 400:
         return error
-    return render_error(error.code)
+    body, status = render_error(error.code)
+    # Keep what the error says in headers: Allow on a 405, Retry-After on a 429.
+    headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+    return body, status, headers
 
 
 def _csrf_error(error: CSRFError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,8 @@ LINK_SALT = "auth-service.login-link"
 MAX_ADDRESS_LENGTH = 254
 MAX_LOCAL_PART_LENGTH = 64
 DAILY_NEWSLETTER = "daily"
+ATTEMPT_ID = re.compile(r"[0-9a-f]{32}")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class InvalidAddress(ValueError):
@@ -174,6 +177,7 @@ def _read_token(token: str) -> tuple[str, str]:
         not isinstance(payload, dict)
         or not isinstance(payload.get("a"), str)
         or not isinstance(payload.get("r"), str)
+        or not ATTEMPT_ID.fullmatch(payload["a"])
     ):
         raise SignInError("invalid")
     return payload["a"], payload["r"]
@@ -246,6 +250,7 @@ def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = No
     """
     now = now or utcnow()
     code = code.strip()
+    attempt_ids = [item for item in attempt_ids if ATTEMPT_ID.fullmatch(item)]
     if not attempt_ids:
         raise SignInError("invalid")
     matches = [
@@ -304,6 +309,7 @@ def _reload(attempt_id: str) -> LoginAttempt:
 
 def open_attempts(attempt_ids: list[str], *, now: datetime | None = None) -> list[LoginAttempt]:
     """The attempts among ``attempt_ids`` that can still sign in, newest first."""
+    attempt_ids = [item for item in attempt_ids if ATTEMPT_ID.fullmatch(item)]
     if not attempt_ids:
         return []
     now = now or utcnow()
@@ -345,7 +351,8 @@ def complete(
             reader=reader,
             at=now,
             method=method,
-            user_agent=user_agent[:512],
+            # Browsers send what they like here; store only printable text.
+            user_agent=CONTROL_CHARACTERS.sub("", user_agent)[:512],
             network=network[:64],
         )
     )

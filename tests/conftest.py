@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from flask import g
+from flask import has_app_context
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
@@ -173,20 +173,24 @@ def settings(request) -> dict:
     return extra
 
 
-class FreshRequestClient(FlaskClient):
-    """A test client whose every request starts with an empty ``g``, as in production.
+class OwnContextClient(FlaskClient):
+    """A test client whose every request runs in its own application context.
 
-    The ``app`` fixture keeps one app context open so tests can query the database;
-    Flask then reuses it for each request, and extensions that cache per request in
-    ``g`` (Flask-Login's user, Flask-Babel's locale) would leak from one request into
-    the next.
+    The ``app`` fixture keeps one app context open so that tests can query the
+    database; Flask would reuse it for every request, and what extensions keep per
+    request in ``g`` (Flask-Login's user, Flask-Babel's locale, the CSRF token) would
+    leak from one request, or one browser, into the next. In production each request
+    has its own context and its own database session; so it is here.
     """
 
     def open(self, *args, **kwargs):
-        """Clear ``g``, then make the request."""
-        if g:
-            vars(g._get_current_object()).clear()
-        return super().open(*args, **kwargs)
+        """Send one request inside its own application context."""
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        if has_app_context():
+            # The test's own session must not serve objects the request has changed.
+            db.session.expire_all()
+        return response
 
 
 @pytest.fixture
@@ -201,7 +205,7 @@ def app(database_url, settings, tmp_path):
         **settings,
     }
     application = create_app(config)
-    application.test_client_class = FreshRequestClient
+    application.test_client_class = OwnContextClient
     application.instance_path = str(tmp_path / "instance")
     Path(application.instance_path).mkdir(exist_ok=True)
     with application.app_context():

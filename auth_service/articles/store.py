@@ -82,7 +82,7 @@ def _text(item: dict, key: str, limit: int, *, required: bool = False) -> str:
         value = ""
     if not isinstance(value, str):
         raise ArticleError(f"{key!r} must be a string")
-    value = value.strip()
+    value = value.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
     if required and not value:
         raise ArticleError(f"{key!r} is required")
     if len(value) > limit:
@@ -191,8 +191,8 @@ def published(limit: int = 50) -> list[Article]:
 
 def find(slug: str) -> Article | None:
     """The published article with this slug, if any."""
-    if len(slug) > 200:
-        return None
+    if len(slug) > 200 or not SLUG.match(slug):
+        return None  # not a slug we could have stored: no need to ask the database
     return db.session.scalar(
         select(Article).where(Article.slug == slug, Article.published_at <= utcnow())
     )

@@ -83,6 +83,8 @@ def enter_code():
         if error.reason != "wrong_code":
             return _failed(error)
         attempts = signin.open_attempts(ids)
+        if not attempts:  # it expired in the instant since the code was checked
+            return _failed(signin.SignInError("expired"))
         private_page()
         form.code.errors = [_code_error(code, error.tries_left)]
         return render_template(
