@@ -6,18 +6,21 @@ delivers through a transport from :func:`transport_for`.
 
 from __future__ import annotations
 
+import email.policy
 import logging
 import re
 import smtplib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email.utils import make_msgid
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, render_template
 from flask_babel import force_locale
-from flask_mail import Connection, Message
+from flask_mail import Connection
 
 from .config import public_host
 from .models import OutboxMessage
@@ -62,33 +65,43 @@ def render(name: str, *, to: str, locale: str, subject, **context) -> RenderedMa
         )
 
 
-def build_message(message: OutboxMessage) -> Message:
-    """The Flask-Mail message for an outbox row, From the site's name."""
+def build_message(message: OutboxMessage) -> EmailMessage:
+    """The MIME message of an outbox row: text and HTML alternatives, From the site.
+
+    Built with the standard library rather than Flask-Mail's ``Message``, which cannot
+    address a mailbox with accents before the @ (SMTPUTF8) and wraps every
+    alternative in a needless multipart/mixed.
+    """
     config = current_app.config
-    options = [] if message.to_address.isascii() else ["SMTPUTF8"]
-    built = Message(
-        subject=message.subject,
-        recipients=[message.to_address],
-        body=message.text_body,
-        html=message.html_body,
-        sender=(config["SITE_NAME"], config["MAIL_DEFAULT_SENDER"]),
-        date=message.created_at.timestamp(),
-        extra_headers=dict(message.headers or {}),
-        mail_options=options,
-    )
-    built.msgId = message.message_id
+    international = not message.to_address.isascii()
+    built = EmailMessage(policy=email.policy.SMTPUTF8 if international else email.policy.SMTP)
+    built["Subject"] = message.subject
+    built["From"] = Address(config["SITE_NAME"], addr_spec=config["MAIL_DEFAULT_SENDER"])
+    built["To"] = message.to_address
+    built["Date"] = format_datetime(message.created_at)
+    built["Message-ID"] = message.message_id
+    for name, value in (message.headers or {}).items():
+        built[name] = value
+    # The text part in 8-bit rather than quoted-printable: the link stays whole on its
+    # line in the source too. The HTML part may have long lines: the library chooses.
+    built.set_content(message.text_body, cte="8bit")
+    built.add_alternative(message.html_body, subtype="html")
     return built
 
 
 class SmtpTransport:
-    """Delivers over SMTP with Flask-Mail, one connection per batch."""
+    """Delivers over SMTP, one connection per batch.
+
+    Flask-Mail opens the connection (``MAIL_*`` settings: TLS, SSL, login); the
+    standard library's ``send_message`` sends, adding SMTPUTF8 when an address needs it.
+    """
 
     @contextmanager
     def connection(self):
         """An open SMTP connection whose ``send`` takes an :class:`OutboxMessage`."""
         # Flask-Mail keeps the app's SMTP settings in its per-app state object.
         with _TimedConnection(current_app.extensions["mail"]) as connection:
-            yield _SmtpSender(connection)
+            yield _SmtpSender(connection.host)
 
 
 class _TimedConnection(Connection):
@@ -104,11 +117,19 @@ class _TimedConnection(Connection):
 
 @dataclass
 class _SmtpSender:
-    connection: Connection
+    host: smtplib.SMTP
 
     def send(self, message: OutboxMessage) -> None:
         """Send one message on the open connection."""
-        self.connection.send(build_message(message))
+        self.host.ehlo_or_helo_if_needed()
+        # Our text parts are 8-bit UTF-8: say so to servers that want to know.
+        options = ["BODY=8BITMIME"] if self.host.has_extn("8bitmime") else []
+        self.host.send_message(
+            build_message(message),
+            from_addr=current_app.config["MAIL_DEFAULT_SENDER"],
+            to_addrs=[message.to_address],
+            mail_options=options,
+        )
 
 
 class DevMailbox:
@@ -152,4 +173,21 @@ def transport_for(app: Flask):
     return DevMailbox(mailbox_folder(app))
 
 
-PERMANENT_SMTP_ERRORS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused)
+def is_permanent(error: smtplib.SMTPException) -> bool:
+    """Whether an SMTP refusal of one message is final (5xx) or worth retrying (4xx)."""
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return True  # e.g. an accented address and a server without SMTPUTF8
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+    else:
+        codes = [getattr(error, "smtp_code", 0)]
+    return bool(codes) and all(500 <= code < 600 for code in codes)
+
+
+# Refusals of one message: the connection stays usable for the next one.
+MESSAGE_REFUSALS = (
+    smtplib.SMTPRecipientsRefused,
+    smtplib.SMTPSenderRefused,
+    smtplib.SMTPDataError,
+    smtplib.SMTPNotSupportedError,
+)

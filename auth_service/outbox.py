@@ -20,7 +20,7 @@ from sqlalchemy import event, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .extensions import db
-from .mailer import PERMANENT_SMTP_ERRORS, RenderedMail, transport_for
+from .mailer import MESSAGE_REFUSALS, RenderedMail, is_permanent, transport_for
 from .models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,9 @@ def _deliver_batch(transport, claimed: list[int], report: DeliveryReport) -> Non
                 message = db.session.get(OutboxMessage, pending.pop(0))
                 try:
                     connection.send(message)
-                except PERMANENT_SMTP_ERRORS as error:
-                    _count(report, _record_failure(message, error, permanent=True))
+                except MESSAGE_REFUSALS as error:
+                    permanent = is_permanent(error)
+                    _count(report, _record_failure(message, error, permanent=permanent))
                     continue
                 except (OSError, smtplib.SMTPException):
                     pending.insert(0, message.id)
@@ -231,6 +232,9 @@ class Worker:
             try:
                 while not self.stopping.is_set():
                     self.wakeup.clear()
+                    if not self.in_process:
+                        # Listen before looking, so no NOTIFY falls between the two.
+                        self._listener_or_none()
                     try:
                         deliver_due(self.transport)
                         wait = seconds_until_next_due()
