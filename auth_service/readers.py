@@ -6,9 +6,9 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
+from .addresses import transport_address
 from .extensions import db
 from .models import LoginAttempt, NewsletterConsent, OutboxMessage, Reader, SignInEvent
-from .signin import transport_address
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -16,7 +16,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import and_, or_, select, update
@@ -34,22 +33,9 @@ from .models import (
 )
 
 LINK_SALT = "auth-service.login-link"
-MAX_ADDRESS_LENGTH = 254
-MAX_LOCAL_PART_LENGTH = 64
 DAILY_NEWSLETTER = "daily"
 ATTEMPT_ID = re.compile(r"[0-9a-f]{32}")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class InvalidAddress(ValueError):
-    """The text typed is not an email address we can send to.
-
-    ``reason`` is one of ``"format"``, ``"too_long"`` or ``"local_too_long"``.
-    """
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class SignInError(Exception):
@@ -75,31 +61,6 @@ class IssuedLogin:
     attempt: LoginAttempt
     token: str
     code: str
-
-
-def normalise_address(raw: str) -> str:
-    """Return the normalised address for ``raw`` or raise :class:`InvalidAddress`.
-
-    Syntax only: no DNS lookup happens while the reader waits. The result is
-    lower-cased so that one inbox means one account.
-    """
-    text = raw.strip()
-    if len(text) > MAX_ADDRESS_LENGTH:
-        raise InvalidAddress("too_long")
-    local, _, _ = text.rpartition("@")
-    if len(local) > MAX_LOCAL_PART_LENGTH:
-        raise InvalidAddress("local_too_long")
-    try:
-        checked = validate_email(text, check_deliverability=False)
-    except EmailNotValidError:
-        raise InvalidAddress("format") from None
-    return checked.normalized.lower()
-
-
-def transport_address(address: str) -> str:
-    """The address to hand to SMTP: the domain in IDNA form where it has one."""
-    checked = validate_email(address, check_deliverability=False)
-    return checked.ascii_email or checked.normalized
 
 
 def _serializer() -> URLSafeTimedSerializer:

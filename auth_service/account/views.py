@@ -8,7 +8,7 @@ from flask import Response, flash, redirect, render_template, request, session, 
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, logout_user
 
-from .. import readers, signin
+from .. import addresses, readers, signin
 from ..security import private_page
 from . import bp
 
@@ -62,8 +62,8 @@ def delete():
     """Delete the account once the reader has typed their address to confirm."""
     typed = (request.form.get("confirm") or "").strip()
     try:
-        confirmed = signin.normalise_address(typed) == current_user.email
-    except signin.InvalidAddress:
+        confirmed = addresses.normalise_address(typed) == current_user.email
+    except addresses.InvalidAddress:
         confirmed = False
     if not confirmed:
         error = _("Type your email address exactly as shown above to delete your account.")

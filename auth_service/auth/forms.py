@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import ValidationError
 
-from .. import signin
+from .. import addresses
 
 FORMAT_HINT = "example@domain.com"
 
@@ -47,8 +47,8 @@ class LoginForm(FlaskForm):
         if not raw:
             raise ValidationError(str(ADDRESS_ERRORS["empty"]))
         try:
-            self.address = signin.normalise_address(raw)
-        except signin.InvalidAddress as error:
+            self.address = addresses.normalise_address(raw)
+        except addresses.InvalidAddress as error:
             raise ValidationError(str(ADDRESS_ERRORS[error.reason])) from None
 
 

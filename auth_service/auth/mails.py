@@ -3,7 +3,7 @@
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from .. import mailer, outbox, signin
+from .. import addresses, mailer, outbox, signin
 
 
 def queue_sign_in_mail(issued: signin.IssuedLogin) -> None:
@@ -12,7 +12,7 @@ def queue_sign_in_mail(issued: signin.IssuedLogin) -> None:
     site = current_app.config["SITE_NAME"]
     rendered = mailer.render(
         "signin",
-        to=signin.transport_address(attempt.email),
+        to=addresses.transport_address(attempt.email),
         locale=attempt.locale,
         subject=_l("Your sign-in link for %(site)s", site=site),
         link=mailer.public_url_for("auth.verify", token=issued.token),
