@@ -18,7 +18,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "Installing ${need_apt[*]} from Debian..."
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" fonts-dejavu-core >/dev/null
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
 python=${PYTHON:-python3}
