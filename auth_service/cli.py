@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from importlib import resources
 
@@ -65,6 +66,8 @@ def demo_command(host: str, port: int) -> None:
     """Create the database, load demo articles, serve with a dev mailbox."""
     if "AUTH_SERVICE_PUBLIC_URL" not in os.environ and "PUBLIC_URL" not in os.environ:
         os.environ["AUTH_SERVICE_PUBLIC_URL"] = f"http://{host}:{port}"
+    # Plain console lines; migrations then leave the logging set-up alone.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     app = create_app({"DEV_MODE": True})
     with app.app_context():
         upgrade(directory=app.extensions["migrate"].directory)
