@@ -8,6 +8,8 @@ from pathlib import Path
 
 from flask import Flask
 
+from .config import ConfigurationError
+
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -21,7 +23,7 @@ def resource(name: str) -> Path:
     return inside if inside.is_dir() else PACKAGE.parent / name
 
 
-class MissingSecretKey(RuntimeError):
+class MissingSecretKey(ConfigurationError):
     """Raised when the service would start in production without a secret key."""
 
 
@@ -38,7 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import config
 
-    config.load(app, test_config)
+    config.load(app, test_config)  # raises ConfigurationError on a setting it cannot use
     app.config["DEV_MODE"] = bool(app.config["DEV_MODE"] or app.debug)
     _ensure_secret_key(app)
 

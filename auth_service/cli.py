@@ -13,8 +13,9 @@ from flask.cli import FlaskGroup, NoAppException, with_appcontext
 from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
-from . import MissingSecretKey, create_app
+from . import create_app
 from .articles.store import ArticleError, import_articles
+from .config import ConfigurationError
 from .outbox import Worker, deliver_due
 
 
@@ -95,10 +96,10 @@ def init_app(app: Flask) -> None:
 
 
 def _create_app_for_cli() -> Flask:
-    """The app for a command; a missing secret key is a one-line error, not a traceback."""
+    """The app for a command; a bad setting is a one-line error, not a traceback."""
     try:
         return create_app()
-    except MissingSecretKey as error:
+    except ConfigurationError as error:
         raise NoAppException(str(error)) from None
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from flask import Flask
+
+
+class ConfigurationError(RuntimeError):
+    """A setting that would make the service misbehave: refuse to start, and say why."""
 
 
 class Config:
@@ -91,9 +96,23 @@ def load(app: Flask, test_config: dict | None) -> None:
     if urlsplit(app.config["PUBLIC_URL"]).scheme == "https":
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
-    if not app.config["MAIL_DEFAULT_SENDER"]:
-        host = urlsplit(app.config["PUBLIC_URL"]).hostname or "localhost"
-        app.config["MAIL_DEFAULT_SENDER"] = f"no-reply@{host}"
+    app.config["MAIL_DEFAULT_SENDER"] = _sender_address(app)
+
+
+def _sender_address(app: Flask) -> str:
+    """The bare From address: mails always show ``SITE_NAME`` as the name."""
+    configured = app.config["MAIL_DEFAULT_SENDER"]
+    if not configured:
+        return f"no-reply@{public_host(app)}"
+    if isinstance(configured, (list, tuple)):  # Flask-Mail's (name, address) form
+        configured = configured[-1]
+    _, address = parseaddr(str(configured))
+    if "@" not in address or not address.isascii():
+        raise ConfigurationError(
+            f"MAIL_DEFAULT_SENDER {configured!r} is not an email address we can send from; "
+            "give a plain ASCII address such as no-reply@news.example."
+        )
+    return address
 
 
 def public_host(app: Flask) -> str:

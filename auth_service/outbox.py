@@ -26,6 +26,10 @@ from .models import OutboxMessage, utcnow
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "auth_service_outbox"
+# Mails that carry a secret (a sign-in link and code): their bodies are kept only until
+# they are delivered or given up, so the database never holds a usable link for long.
+SECRET_KINDS = {"signin"}
+REMOVED = "[removed once handled: this mail held a sign-in link]"
 CLAIM_SECONDS = 120
 
 
@@ -112,6 +116,12 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, config["OUTBOX_BACKOFF_MAX"]))
 
 
+def _forget_secrets(message: OutboxMessage) -> None:
+    """Drop the bodies of a handled mail that carried a sign-in link."""
+    if message.kind in SECRET_KINDS:
+        message.text_body = message.html_body = REMOVED
+
+
 def _record_failure(message: OutboxMessage, error: Exception, *, permanent: bool) -> str:
     """Schedule a retry, or give up for good; return which."""
     now = utcnow()
@@ -120,6 +130,7 @@ def _record_failure(message: OutboxMessage, error: Exception, *, permanent: bool
     message.claimed_until = None
     if permanent or message.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
         message.failed_at = now
+        _forget_secrets(message)
         log.error("Outbox: giving up on message %s: %s", message.id, message.last_error)
         outcome = "failed"
     else:
@@ -176,6 +187,7 @@ def _deliver_batch(transport, claimed: list[int], report: DeliveryReport) -> Non
                 message.sent_at = utcnow()
                 message.attempts += 1
                 message.claimed_until = None
+                _forget_secrets(message)
                 db.session.commit()
                 report.sent += 1
     except Exception as error:

@@ -28,6 +28,9 @@ def _add_headers(response):
         headers["Referrer-Policy"] = "no-referrer"
     if g.get("private_page"):
         headers["Cache-Control"] = "no-store"
+    if response.mimetype == "text/html":
+        # Pages differ by language (Accept-Language, the lang cookie) and by reader.
+        response.vary.update(("Accept-Language", "Cookie"))
     if urlsplit(current_app.config["PUBLIC_URL"]).scheme == "https":
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response

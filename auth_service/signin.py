@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,6 +36,7 @@ from .models import (
 LINK_SALT = "auth-service.login-link"
 DAILY_NEWSLETTER = "daily"
 ATTEMPT_ID = re.compile(r"[0-9a-f]{32}")
+CODE = re.compile(r"[0-9]{6}")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -42,8 +44,9 @@ class SignInError(Exception):
     """A link or code that cannot sign anyone in.
 
     ``reason`` is ``"invalid"`` (tampered, unknown), ``"expired"``, ``"used"`` (consumed,
-    or voided by another sign-in, or dead after too many wrong codes), or
-    ``"wrong_code"`` with ``tries_left`` set.
+    or voided by another sign-in), ``"too_many_tries"`` (dead after too many wrong
+    codes), or, with ``tries_left`` set, ``"wrong_code"`` (a guess that missed) or
+    ``"malformed_code"`` (not six digits: a typing slip, which costs no try).
     """
 
     def __init__(self, reason: str, tries_left: int = 0, attempt: LoginAttempt | None = None):
@@ -148,8 +151,10 @@ def _why_closed(attempt: LoginAttempt | None, now: datetime) -> SignInError:
     """Explain why an attempt could not be consumed."""
     if attempt is None:
         return SignInError("invalid")
-    if attempt.used_at is not None or attempt.tries_left <= 0:
+    if attempt.used_at is not None:
         return SignInError("used", attempt=attempt)
+    if attempt.tries_left <= 0:
+        return SignInError("too_many_tries", attempt=attempt)
     if attempt.expires_at <= now:
         return SignInError("expired", attempt=attempt)
     return SignInError("invalid")
@@ -207,13 +212,16 @@ def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = No
     """Consume the attempt among ``attempt_ids`` whose code is ``code``.
 
     A wrong code costs one try on every open attempt listed, so asking for several links
-    does not multiply an attacker's guesses.
+    does not multiply an attacker's guesses. Text that is not six digits cannot match
+    and costs nothing. Full-width digits and spaces, as phones type them, are accepted.
     """
     now = now or utcnow()
-    code = code.strip()
+    code = unicodedata.normalize("NFKC", code).replace(" ", "").strip()
     attempt_ids = [item for item in attempt_ids if ATTEMPT_ID.fullmatch(item)]
     if not attempt_ids:
         raise SignInError("invalid")
+    if not CODE.fullmatch(code):
+        raise _code_refusal("malformed_code", attempt_ids, now)
     matches = [
         and_(
             LoginAttempt.id == attempt_id,
@@ -221,20 +229,19 @@ def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = No
         )
         for attempt_id in attempt_ids
     ]
-    if len(code) == 6 and code.isascii() and code.isdigit():
-        won = (
-            db.session.execute(
-                update(LoginAttempt)
-                .where(or_(*matches), _is_open(now))
-                .values(used_at=now)
-                .returning(LoginAttempt.id)
-                .execution_options(synchronize_session=False)
-            )
-            .scalars()
-            .first()
+    won = (
+        db.session.execute(
+            update(LoginAttempt)
+            .where(or_(*matches), _is_open(now))
+            .values(used_at=now)
+            .returning(LoginAttempt.id)
+            .execution_options(synchronize_session=False)
         )
-        if won is not None:
-            return _reload(won)
+        .scalars()
+        .first()
+    )
+    if won is not None:
+        return _reload(won)
     db.session.execute(
         update(LoginAttempt)
         .where(LoginAttempt.id.in_(attempt_ids), _is_open(now))
@@ -242,6 +249,11 @@ def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = No
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    raise _code_refusal("wrong_code", attempt_ids, now)
+
+
+def _code_refusal(reason: str, attempt_ids: list[str], now: datetime) -> SignInError:
+    """``reason`` with the tries left, or why none of the attempts is open any more."""
     tries_left = db.session.scalar(
         select(LoginAttempt.tries_left)
         .where(LoginAttempt.id.in_(attempt_ids), _is_open(now))
@@ -249,14 +261,17 @@ def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = No
         .limit(1)
     )
     if tries_left:
-        raise SignInError("wrong_code", tries_left=tries_left)
+        return SignInError(reason, tries_left=tries_left)
     attempts = db.session.scalars(
         select(LoginAttempt).where(LoginAttempt.id.in_(attempt_ids))
     ).all()
     latest = max(attempts, key=lambda attempt: attempt.created_at, default=None)
-    if any(attempt.expires_at <= now and attempt.used_at is None for attempt in attempts):
-        raise SignInError("expired", attempt=latest)
-    raise SignInError("used", attempt=latest)
+    unused = [attempt for attempt in attempts if attempt.used_at is None]
+    if any(attempt.tries_left <= 0 for attempt in unused):
+        return SignInError("too_many_tries", attempt=latest)
+    if unused:
+        return SignInError("expired", attempt=latest)
+    return SignInError("used", attempt=latest)
 
 
 def _reload(attempt_id: str) -> LoginAttempt:

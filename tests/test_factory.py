@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auth_service import MissingSecretKey, create_app
+from auth_service.config import ConfigurationError
 
 
 def test_factory_uses_test_config(app):
@@ -92,3 +93,22 @@ def test_front_page_says_503_when_the_database_is_gone():
     assert response.status_code == 503
     body = response.get_data(as_text=True)
     assert "Traceback" not in body and "sqlite" not in body.lower()
+
+
+def test_sender_with_a_display_name_is_reduced_to_its_address(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTH_SERVICE_INSTANCE_PATH", str(tmp_path))
+    app = create_app(
+        {"SECRET_KEY": "k", "MAIL_DEFAULT_SENDER": "Rédaction <news@quotidien.example>"}
+    )
+    assert app.config["MAIL_DEFAULT_SENDER"] == "news@quotidien.example"
+
+
+def test_sender_that_is_not_an_address_stops_the_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTH_SERVICE_INSTANCE_PATH", str(tmp_path))
+    with pytest.raises(ConfigurationError, match="MAIL_DEFAULT_SENDER"):
+        create_app({"SECRET_KEY": "k", "MAIL_DEFAULT_SENDER": "la rédaction"})
+
+
+def test_pages_vary_with_language_and_cookies_for_caches(client):
+    vary = client.get("/").headers["Vary"]
+    assert "Accept-Language" in vary and "Cookie" in vary

@@ -527,7 +527,7 @@ def test_five_wrong_codes_kill_the_attempt_and_its_link(reader, client):
     assert _enter_code(client, mail.code).status_code in (400, 410)
     link = client.get(f"/login/verify?token={mail.token}")
     assert_calm_page(link, 410)
-    assert "This link has already been used" in text_of(link)
+    assert "Too many wrong codes" in text_of(link)
     assert not is_signed_in(client)
 
 
@@ -554,6 +554,16 @@ def test_code_of_an_expired_attempt_says_expired(reader, client):
     reader.ask_for_link(ADDRESS)
     db.session.execute(update(LoginAttempt).values(expires_at=utcnow() - timedelta(seconds=1)))
     db.session.commit()
+    response = _enter_code(client, reader.last_mail().code)
+    assert_calm_page(response, 410)
+    assert "This link has expired" in text_of(response)
+
+
+@pytest.mark.settings(LOGIN_TOKEN_MAX_AGE=1)
+def test_code_entered_after_the_link_ran_out_says_expired_not_invalid(reader, client):
+    in_english(client)
+    reader.ask_for_link(ADDRESS)
+    time.sleep(2.1)  # past the attempt's life; the browser's attempt cookie outlives it
     response = _enter_code(client, reader.last_mail().code)
     assert_calm_page(response, 410)
     assert "This link has expired" in text_of(response)

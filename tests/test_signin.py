@@ -167,17 +167,28 @@ def test_wrong_codes_count_down_then_kill_the_attempt(app):
         with pytest.raises(signin.SignInError) as caught:
             signin.consume_code([issued.attempt.id], wrong)
         assert (caught.value.reason, caught.value.tries_left) == ("wrong_code", left)
-    assert reason_of(signin.consume_code, [issued.attempt.id], wrong) == "used"
+    assert reason_of(signin.consume_code, [issued.attempt.id], wrong) == "too_many_tries"
     # Dead: neither the right code nor the link works any more.
-    assert reason_of(signin.consume_code, [issued.attempt.id], issued.code) == "used"
-    assert reason_of(signin.consume_link, issued.token) == "used"
+    assert reason_of(signin.consume_code, [issued.attempt.id], issued.code) == "too_many_tries"
+    assert reason_of(signin.consume_link, issued.token) == "too_many_tries"
 
 
-def test_malformed_code_costs_a_try(app):
+@pytest.mark.parametrize("typed", ["12ab56", "", "1234567", "12345", "<b>"])
+def test_text_that_is_not_six_digits_costs_no_try(app, typed):
     issued = issue()
     with pytest.raises(signin.SignInError) as caught:
-        signin.consume_code([issued.attempt.id], "12ab56")
-    assert caught.value.tries_left == 4
+        signin.consume_code([issued.attempt.id], typed)
+    assert (caught.value.reason, caught.value.tries_left) == ("malformed_code", 5)
+    assert db.session.get(LoginAttempt, issued.attempt.id).tries_left == 5
+
+
+def test_code_typed_with_spaces_or_full_width_digits_works(app):
+    issued = issue()
+    wide = "".join(chr(ord(digit) + 0xFEE0) for digit in issued.code)
+    assert signin.consume_code([issued.attempt.id], wide).id == issued.attempt.id
+    other = issue("other@example.com")
+    spaced = f"{other.code[:3]} {other.code[3:]}"
+    assert signin.consume_code([other.attempt.id], spaced).id == other.attempt.id
 
 
 def test_code_of_an_earlier_attempt_still_works(app):

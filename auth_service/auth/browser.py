@@ -16,6 +16,9 @@ COOKIE_SALT = "auth-service.attempt-cookie"
 COOKIE_PATH = "/login"
 MAX_REMEMBERED = 10
 MAX_NEXT_LENGTH = 2048
+# The cookie outlives its attempts by an hour, so that a reader who comes back late is
+# told their code expired rather than that there is nothing to sign in.
+GRACE_SECONDS = 3600
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -25,13 +28,18 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(keys, salt=COOKIE_SALT)
 
 
+def _cookie_age() -> int:
+    """How long the attempt cookie lives, in seconds."""
+    return current_app.config["LOGIN_TOKEN_MAX_AGE"] + GRACE_SECONDS
+
+
 def remembered_attempts(request) -> list[str]:
     """The attempt ids in this browser's cookie, newest first; none if it is forged."""
     value = request.cookies.get(current_app.config["ATTEMPT_COOKIE_NAME"])
     if not value:
         return []
     try:
-        ids = _serializer().loads(value, max_age=current_app.config["LOGIN_TOKEN_MAX_AGE"])
+        ids = _serializer().loads(value, max_age=_cookie_age())
     except BadSignature:
         return []
     if not isinstance(ids, list):
@@ -46,7 +54,7 @@ def remember_attempt(response, attempt_id: str, earlier: list[str]) -> None:
     response.set_cookie(
         config["ATTEMPT_COOKIE_NAME"],
         _serializer().dumps(ids),
-        max_age=config["LOGIN_TOKEN_MAX_AGE"],
+        max_age=_cookie_age(),
         path=COOKIE_PATH,
         httponly=True,
         samesite="Lax",

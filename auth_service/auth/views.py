@@ -76,31 +76,29 @@ def enter_code():
     """Sign in the browser that asked for the link, with the code from the mail."""
     form = CodeForm()
     ids = remembered_attempts(request)
-    code = (form.code.data or "").strip().replace(" ", "")
     try:
-        attempt = signin.consume_code(ids, code)
+        attempt = signin.consume_code(ids, form.code.data or "")
     except signin.SignInError as error:
-        if error.reason != "wrong_code":
+        if error.reason not in ("wrong_code", "malformed_code"):
             return _failed(error)
         attempts = signin.open_attempts(ids)
         if not attempts:  # it expired in the instant since the code was checked
             return _failed(signin.SignInError("expired"))
         private_page()
-        form.code.errors = [_code_error(code, error.tries_left)]
+        form.code.errors = [_code_error(error)]
         return render_template(
             "auth/sent.html", attempt=attempts[0], form=form, resend=_resend_form(attempts[0])
         ), 422
     return _sign_in(attempt, method="code")
 
 
-def _code_error(code: str, tries_left: int) -> str:
+def _code_error(error: signin.SignInError) -> str:
     """What to tell a reader whose code was refused."""
-    if not (len(code) == 6 and code.isascii() and code.isdigit()):
-        message = _("The code is the 6 digits in the email, for example 123456.")
-    else:
-        message = _("This code is not the one in the email.")
-    if tries_left > 1:
-        return message + " " + _("You can try %(count)d more times.", count=tries_left)
+    if error.reason == "malformed_code":
+        return _("The code is the 6 digits in the email, for example 123456.")
+    message = _("This code is not the one in the email.")
+    if error.tries_left > 1:
+        return message + " " + _("You can try %(count)d more times.", count=error.tries_left)
     return message + " " + _("You can try one more time.")
 
 
@@ -161,7 +159,7 @@ def _sign_in(attempt, *, method: str):
     return response
 
 
-STATUS_OF = {"invalid": 400, "expired": 410, "used": 410}
+STATUS_OF = {"invalid": 400, "expired": 410, "used": 410, "too_many_tries": 410}
 
 
 def _failed(error: signin.SignInError):
