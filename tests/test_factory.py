@@ -68,28 +68,22 @@ def test_health_check_answers_when_the_database_does(client):
     assert response.json == {"status": "ok", "database": "up"}
 
 
-def test_health_check_says_503_when_the_database_is_gone():
-    app = create_app(
-        {
-            "SECRET_KEY": "k",
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": "sqlite:////nonexistent-folder/none.sqlite3",
-        }
-    )
-    response = app.test_client().get("/healthz")
+@pytest.fixture
+def database_gone():
+    """A client of an app whose database cannot be opened."""
+    dead = "sqlite:////nonexistent-folder/none.sqlite3"
+    app = create_app({"SECRET_KEY": "k", "TESTING": True, "SQLALCHEMY_DATABASE_URI": dead})
+    return app.test_client()
+
+
+def test_health_check_says_503_when_the_database_is_gone(database_gone):
+    response = database_gone.get("/healthz")
     assert response.status_code == 503
     assert response.json["database"] == "down"
 
 
-def test_front_page_says_503_when_the_database_is_gone():
-    app = create_app(
-        {
-            "SECRET_KEY": "k",
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": "sqlite:////nonexistent-folder/none.sqlite3",
-        }
-    )
-    response = app.test_client().get("/")
+def test_front_page_says_503_when_the_database_is_gone(database_gone):
+    response = database_gone.get("/")
     assert response.status_code == 503
     body = response.get_data(as_text=True)
     assert "Traceback" not in body and "sqlite" not in body.lower()

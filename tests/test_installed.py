@@ -55,12 +55,7 @@ def installed(tmp_path_factory) -> Path:
     python = venv / "bin" / "python"
     # Our dependencies, without downloading them again: appended after the venv's own
     # site-packages, so the installed wheel wins over the source tree.
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    site = run_python(venv, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     Path(site, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
@@ -68,6 +63,14 @@ def installed(tmp_path_factory) -> Path:
         capture_output=True,
     )
     return venv
+
+
+def run_python(venv: Path, code: str) -> str:
+    """Run ``code`` with the venv's Python, outside the repository; return its output."""
+    done = subprocess.run(
+        [venv / "bin" / "python", "-c", code], check=True, capture_output=True, text=True, cwd="/"
+    )
+    return done.stdout.strip()
 
 
 def command(venv: Path, environment: dict, *args: str, **options):
@@ -155,15 +158,7 @@ def serve(venv: Path, environment: dict, port: int) -> subprocess.Popen:
 
 
 def test_wheel_ships_templates_migrations_and_catalog(installed):
-    python = installed / "bin" / "python"
-    where = subprocess.run(
-        [python, "-c", "import auth_service; print(auth_service.__file__)"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd="/",
-    ).stdout
-    package = Path(where.strip()).parent
+    package = installed_package(installed)
     assert str(installed) in str(package)
     for part in (
         "templates/base.html",
@@ -235,20 +230,12 @@ def test_operator_journey_from_install_to_unlocked_article(installed, environmen
 
 def installed_articles(venv: Path) -> Path:
     """The demo articles file inside the installed package."""
-    python = venv / "bin" / "python"
-    where = subprocess.run(
-        [
-            python,
-            "-c",
-            "import auth_service, pathlib; "
-            "print(pathlib.Path(auth_service.__file__).parent / 'demo' / 'articles.json')",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd="/",
-    ).stdout.strip()
-    return Path(where)
+    return installed_package(venv) / "demo" / "articles.json"
+
+
+def installed_package(venv: Path) -> Path:
+    """The folder of the ``auth_service`` package the venv imports."""
+    return Path(run_python(venv, "import auth_service; print(auth_service.__file__)")).parent
 
 
 def sign_in_link(envelope) -> str:
