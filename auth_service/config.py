@@ -69,9 +69,29 @@ class Config:
     NEWSLETTER_DEFAULT_OPT_IN = False
 
     WTF_CSRF_TIME_LIMIT = None  # CSRF tokens live as long as the session
+
+    # Rate limits (Flask-Limiter's own keys: RATELIMIT_STORAGE_URI=redis://… shares them
+    # between processes). Limit strings use Flask-Limiter's notation.
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_KEY_PREFIX = "auth-service"
+    LOGIN_LIMIT_PER_ADDRESS = "1 per minute;5 per hour;10 per day"
+    LOGIN_LIMIT_PER_IP = "30 per 5 minutes"
+    CHECK_LIMIT_PER_IP = "30 per 5 minutes"  # link and code checks together
+    # Sign-in mails the whole service may queue in an hour; 0 turns the ceiling off.
+    MAIL_HOURLY_CEILING = 10_000
+    # How many reverse proxies to trust for X-Forwarded-For (werkzeug's ProxyFix); 0: none.
+    PROXY_FIX_X_FOR = 0
+    PROXY_FIX_X_PROTO = 0
+
+    # Bot friction. Domains refused for sign-in (subdomains included), on top of the
+    # maintained list of disposable-address domains.
+    BLOCKED_DOMAINS: list[str] = []
+    BLOCK_DISPOSABLE_DOMAINS = True
+
+    # Who may frame the pages (CSP frame-ancestors), e.g. "'self' https://www.news.example".
+    FRAME_ANCESTORS = "'self'"
 
 
 def load(app: Flask, test_config: dict | None) -> None:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 from flask import Flask, render_template
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 
-from .extensions import db
+from .extensions import db, limiter
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,12 @@ MESSAGES = {
 }
 
 
+class ServiceBusy(TooManyRequests):
+    """The service-wide mail ceiling is reached: everyone waits, whoever they are."""
+
+    retry_after_seconds = 600
+
+
 def render_error(status: int, *, title=None, message=None):
     """Render the error page for ``status``."""
     default_title, default_message = MESSAGES.get(status, MESSAGES[400])
@@ -72,6 +86,31 @@ def _http_error(error: HTTPException):
     # Keep what the error says in headers: Allow on a 405, Retry-After on a 429.
     headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
     return body, status, headers
+
+
+def _too_many(error: TooManyRequests):
+    """A rate limit: say when to try again, in the reader's language, with Retry-After."""
+    seconds = _seconds_to_wait(error)
+    minutes = max(1, math.ceil(seconds / 60))
+    body, status = render_error(
+        429,
+        message=ngettext(
+            "You have tried too many times. Wait %(num)d minute, then try again.",
+            "You have tried too many times. Wait %(num)d minutes, then try again.",
+            minutes,
+        ),
+    )
+    return body, status, {"Retry-After": str(seconds)}
+
+
+def _seconds_to_wait(error: TooManyRequests) -> int:
+    """Seconds until the limit that was hit lets the reader in again."""
+    if isinstance(error, ServiceBusy):
+        return error.retry_after_seconds
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, math.ceil(current.reset_at - time.time()))
 
 
 def _csrf_error(error: CSRFError):
@@ -102,6 +141,7 @@ def _unexpected(error: InternalServerError):
 def init_app(app: Flask) -> None:
     """Register the error pages on ``app``."""
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(TooManyRequests, _too_many)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_down)
     app.register_error_handler(InternalServerError, _unexpected)

@@ -216,4 +216,8 @@ class OutboxMessage(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_outbox_due", "sent_at", "failed_at", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "sent_at", "failed_at", "next_attempt_at"),
+        # The service-wide hourly ceiling counts recent sign-in mails.
+        Index("ix_outbox_kind_created", "kind", "created_at"),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 
 def private_page() -> None:
@@ -18,12 +19,34 @@ def token_page() -> None:
     g.token_page = True
 
 
+def content_security_policy() -> str:
+    """The CSP of every page: no inline script anywhere, framing as configured."""
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' https: data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "object-src 'none'",
+            f"frame-ancestors {current_app.config['FRAME_ANCESTORS']}",
+        )
+    )
+
+
 def _add_headers(response):
     """Set the headers of every response."""
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Content-Security-Policy", content_security_policy())
+    framing = current_app.config["FRAME_ANCESTORS"].strip()
+    if framing in ("'none'", "'self'"):
+        # For browsers older than frame-ancestors; it cannot express a list of sites.
+        headers.setdefault("X-Frame-Options", "DENY" if framing == "'none'" else "SAMEORIGIN")
     if g.get("token_page"):
         headers["Referrer-Policy"] = "no-referrer"
     if g.get("private_page"):
@@ -37,5 +60,12 @@ def _add_headers(response):
 
 
 def init_app(app: Flask) -> None:
-    """Attach the header hook to ``app``."""
+    """Attach the header hook to ``app``, and trust the configured proxies.
+
+    ``X-Forwarded-For`` decides the client IP (and so the rate limits) only when
+    ``PROXY_FIX_X_FOR`` says how many proxies in front of us add to it.
+    """
     app.after_request(_add_headers)
+    hops, proto = app.config["PROXY_FIX_X_FOR"], app.config["PROXY_FIX_X_PROTO"]
+    if hops or proto:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(hops), x_proto=int(proto))

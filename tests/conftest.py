@@ -47,6 +47,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """No test sees the settings of the shell that runs the suite."""
+    for key in list(os.environ):
+        if key.startswith("AUTH_SERVICE_") or key in ("PUBLIC_URL", "FLASK_DEBUG", "FLASK_APP"):
+            monkeypatch.delenv(key)
+
+
 # --- PostgreSQL ------------------------------------------------------------------
 
 

@@ -1192,5 +1192,6 @@ def test_too_large_form_is_a_413_page_and_sends_nothing(client):
 def test_every_response_has_the_protective_headers(client, path):
     response = client.get(path)
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'self'" in response.headers["Content-Security-Policy"]
 

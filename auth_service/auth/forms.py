@@ -26,6 +26,16 @@ ADDRESS_ERRORS = {
     ),
 }
 
+REFUSALS = {
+    "blocked": _l(
+        "This address cannot be used to sign up here. Please use your personal or work address."
+    ),
+    "disposable": _l(
+        "Disposable addresses cannot be used to sign up. "
+        "Please use an address you will keep: we only write to send your sign-in links."
+    ),
+}
+
 NEWSLETTER_WORDING = _l(
     "Send me the daily front page newsletter (free, one email each morning; "
     "unsubscribe in one click)."
@@ -38,6 +48,10 @@ class LoginForm(FlaskForm):
     email = StringField(_l("Email address"))
     newsletter = BooleanField(NEWSLETTER_WORDING)
     next = HiddenField()
+    # Set by the "use it as typed" and "use the suggestion" buttons of the typo hint.
+    as_typed = HiddenField()
+    # The honeypot: hidden from people (and from screen readers), filled by bots.
+    website = StringField()
 
     address: str | None = None
 

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from flask import current_app, redirect, render_template, request, session, url_for
+from dataclasses import dataclass
+
+from flask import current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
-from .. import signin
+from .. import abuse, signin
+from ..errors import ServiceBusy
 from ..extensions import db
 from ..i18n import current_language
 from ..security import private_page, token_page
 from . import bp
 from .browser import forget_attempts, remember_attempt, remembered_attempts, safe_next
-from .forms import NEWSLETTER_WORDING, CodeForm, ConfirmLinkForm, LoginForm
+from .forms import NEWSLETTER_WORDING, REFUSALS, CodeForm, ConfirmLinkForm, LoginForm
+from .limits import per_address, per_ip_checks, per_ip_posts
 from .mails import queue_sign_in_mail
 
 MAX_TOKEN_LENGTH = 1024
+
+
+@dataclass
+class Decoy:
+    """Stands in for an attempt on the "check your email" page shown to a bot."""
+
+    email: str
+    next_url: str = "/"
+    newsletter: bool = False
 
 
 @bp.get("/login")
@@ -29,30 +42,56 @@ def login():
 
 
 @bp.post("/login")
+@per_ip_posts
+@per_address
 def request_link():
-    """Send a link and code to a valid address; explain an invalid one."""
+    """Send a link and code to a valid address; explain an invalid one.
+
+    Before mailing: a likely typo of a common domain is offered as a correction, then
+    blocked and disposable domains are refused, then the service-wide ceiling checked.
+    A bot that filled the hidden honeypot field is told "check your email" and sent
+    nothing.
+    """
     form = LoginForm()  # CSRFProtect has already refused a form without its token
     if not form.validate():
         return render_template("auth/login.html", form=form), 422
-    wording = str(NEWSLETTER_WORDING)
+    if form.website.data:
+        return _pretend_sent(form.address)
+    suggestion = None if form.as_typed.data else abuse.suggest_correction(form.address)
+    if suggestion:
+        return render_template("auth/login.html", form=form, suggestion=suggestion)
+    if refused := abuse.refusal(form.address):
+        form.email.errors.append(str(REFUSALS[refused]))
+        return render_template("auth/login.html", form=form), 422
+    if abuse.mail_ceiling_reached():
+        raise ServiceBusy()
     issued = signin.issue(
         form.address,
         next_url=safe_next(form.next.data),
         locale=current_language(),
         newsletter=bool(form.newsletter.data),
-        newsletter_wording=wording,
+        newsletter_wording=str(NEWSLETTER_WORDING),
     )
     queue_sign_in_mail(issued)
     db.session.commit()
+    g.mail_queued = True  # only now does the request count against the address
     response = redirect(url_for("auth.sent"), 303)
     remember_attempt(response, issued.attempt.id, remembered_attempts(request))
     return response
+
+
+def _pretend_sent(address: str):
+    """What a bot that filled the honeypot sees: the usual answer, and no mail."""
+    session["decoy_address"] = address
+    return redirect(url_for("auth.sent"), 303)
 
 
 @bp.get("/login/sent")
 def sent():
     """ "Check your email": the exact address, the code form, "send again"."""
     attempts = signin.open_attempts(remembered_attempts(request))
+    if not attempts and session.get("decoy_address"):
+        attempts = [Decoy(email=session["decoy_address"])]
     if not attempts:
         return redirect(url_for("auth.login"), 303)
     private_page()
@@ -72,6 +111,7 @@ def _resend_form(attempt) -> LoginForm:
 
 
 @bp.post("/login/code")
+@per_ip_checks
 def enter_code():
     """Sign in the browser that asked for the link, with the code from the mail."""
     form = CodeForm()
@@ -103,6 +143,7 @@ def _code_error(error: signin.SignInError) -> str:
 
 
 @bp.route("/login/verify", methods=["GET"])
+@per_ip_checks
 def verify():
     """The link from the mail.
 
@@ -123,6 +164,7 @@ def verify():
 
 
 @bp.post("/login/verify")
+@per_ip_checks
 def confirm():
     """The confirm button: consume the link and sign in this browser."""
     token_page()

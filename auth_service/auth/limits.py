@@ -1,0 +1,48 @@
+"""Rate limits of signing in, with Flask-Limiter.
+
+Per address: a link at most every minute, 5 an hour, 10 a day, counted only when a
+mail is actually queued. Per client IP: 30 form posts, and 30 link or code checks, in
+5 minutes. Every limit answers 429 with ``Retry-After`` and the same page whether the
+address has an account or not.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, g, request
+
+from ..addresses import InvalidAddress, normalise_address
+from ..extensions import limiter
+
+
+def _address_asked() -> str | None:
+    """The normalised address of the form being posted, or ``None`` if it is not one."""
+    if "address_asked" not in g:
+        try:
+            g.address_asked = normalise_address(request.form.get("email", ""))
+        except InvalidAddress:
+            g.address_asked = None
+    return g.address_asked
+
+
+def _address_key() -> str:
+    """One inbox, one counter: "+tags" do not make a new address for the limit."""
+    local, _, domain = (_address_asked() or "").rpartition("@")
+    return f"address:{local.split('+', 1)[0]}@{domain}"
+
+
+def mail_was_queued(response) -> bool:
+    """Count a request against the address only if it queued a mail."""
+    return bool(g.get("mail_queued"))
+
+
+per_address = limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
+    key_func=_address_key,
+    exempt_when=lambda: _address_asked() is None,
+    deduct_when=mail_was_queued,
+    scope="login-per-address",
+)
+per_ip_posts = limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"], scope="login-per-ip")
+per_ip_checks = limiter.shared_limit(
+    lambda: current_app.config["CHECK_LIMIT_PER_IP"], scope="sign-in-checks"
+)
