@@ -53,6 +53,7 @@ def request_link():
     nothing.
     """
     form = LoginForm()  # CSRFProtect has already refused a form without its token
+    private_page()  # every answer below may show the address typed
     if not form.validate():
         return render_template("auth/login.html", form=form), 422
     if form.website.data:
