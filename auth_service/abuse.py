@@ -27,6 +27,13 @@ COMMON_DOMAINS = (
     "sfr.fr", "neuf.fr", "laposte.net", "icloud.com", "me.com", "gmx.fr", "gmx.com",
     "protonmail.com", "proton.me", "aol.com", "bbox.fr", "numericable.fr",
 )  # fmt: skip
+# Right name, wrong ending: too far apart for the edit distance, common all the same.
+KNOWN_SLIPS = {
+    "gmail.fr": "gmail.com",
+    "laposte.fr": "laposte.net",
+    "laposte.com": "laposte.net",
+    "icloud.fr": "icloud.com",
+}
 
 
 def _distance(first: str, second: str) -> int:
@@ -55,6 +62,8 @@ def suggest_correction(address: str) -> str | None:
     local, _, domain = address.rpartition("@")
     if not local or domain in COMMON_DOMAINS:
         return None
+    if domain in KNOWN_SLIPS:
+        return f"{local}@{KNOWN_SLIPS[domain]}"
     best, best_distance = None, 3
     for candidate in COMMON_DOMAINS:
         distance = _distance(domain, candidate)
