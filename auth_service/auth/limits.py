@@ -24,10 +24,19 @@ def _address_asked() -> str | None:
     return g.address_asked
 
 
+GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
+
+
 def _address_key() -> str:
-    """One inbox, one counter: "+tags" do not make a new address for the limit."""
+    """One inbox, one counter.
+
+    "+tags" do not make a new address for the limit, nor do the dots Gmail ignores.
+    """
     local, _, domain = (_address_asked() or "").rpartition("@")
-    return f"address:{local.split('+', 1)[0]}@{domain}"
+    local = local.split("+", 1)[0]
+    if domain in GMAIL_DOMAINS:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"address:{local}@{domain}"
 
 
 def mail_was_queued(response) -> bool:
