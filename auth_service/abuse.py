@@ -87,6 +87,20 @@ def refusal(address: str) -> str | None:
     return None
 
 
+def may_mail(address: str | None, *, honeypot: str = "", as_typed: bool = False) -> bool:
+    """Whether a sign-up form with this address would lead to a mail.
+
+    Not for a bot (honeypot filled), nor while a typo hint is pending, nor for a refused
+    domain. Only requests that would mail count against the address's limit, so a probe
+    by any of these ways learns nothing about the address's recent links.
+    """
+    if address is None or honeypot:
+        return False
+    if not as_typed and suggest_correction(address):
+        return False
+    return refusal(address) is None
+
+
 def mail_ceiling_reached(*, now: datetime | None = None) -> bool:
     """Whether the service has queued its hourly allowance of sign-in mail.
 
@@ -94,8 +108,8 @@ def mail_ceiling_reached(*, now: datetime | None = None) -> bool:
     and per-IP limit: it protects the sender's reputation. Logged loudly when hit.
     """
     ceiling = current_app.config["MAIL_HOURLY_CEILING"]
-    if not ceiling:
-        return False
+    if not ceiling or not current_app.config["RATELIMIT_ENABLED"]:
+        return False  # RATELIMIT_ENABLED=false turns every limit off, this one too
     now = now or utcnow()
     queued = db.session.scalar(
         select(func.count(OutboxMessage.id)).where(

@@ -74,7 +74,9 @@ class Config:
     # between processes). Limit strings use Flask-Limiter's notation.
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
-    RATELIMIT_HEADERS_ENABLED = True
+    # No X-RateLimit-* headers: they would tell anyone, to the second, when an address
+    # last asked for a link. A 429 still carries Retry-After (errors.py).
+    RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_KEY_PREFIX = "auth-service"
     LOGIN_LIMIT_PER_ADDRESS = "1 per minute;5 per hour;10 per day"
     LOGIN_LIMIT_PER_IP = "30 per 5 minutes"

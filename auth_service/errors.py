@@ -91,16 +91,24 @@ def _http_error(error: HTTPException):
 def _too_many(error: TooManyRequests):
     """A rate limit: say when to try again, in the reader's language, with Retry-After."""
     seconds = _seconds_to_wait(error)
+    body, status = render_error(429, message=_wait_message(seconds))
+    return body, status, {"Retry-After": str(seconds)}
+
+
+def _wait_message(seconds: int) -> str:
+    """ "Wait N minutes" (or hours, for the daily limit), then try again."""
     minutes = max(1, math.ceil(seconds / 60))
-    body, status = render_error(
-        429,
-        message=ngettext(
+    if minutes <= 90:
+        return ngettext(
             "You have tried too many times. Wait %(num)d minute, then try again.",
             "You have tried too many times. Wait %(num)d minutes, then try again.",
             minutes,
-        ),
+        )
+    return ngettext(
+        "You have tried too many times. Wait %(num)d hour, then try again.",
+        "You have tried too many times. Wait %(num)d hours, then try again.",
+        math.ceil(minutes / 60),
     )
-    return body, status, {"Retry-After": str(seconds)}
 
 
 def _seconds_to_wait(error: TooManyRequests) -> int:
@@ -110,7 +118,9 @@ def _seconds_to_wait(error: TooManyRequests) -> int:
     current = limiter.current_limit
     if current is None:
         return 60
-    return max(1, math.ceil(current.reset_at - time.time()))
+    # The window's own reset time: Flask-Limiter's reset_at adds a second to it.
+    reset = current.window[0]
+    return max(1, math.ceil(reset - time.time()))
 
 
 def _csrf_error(error: CSRFError):

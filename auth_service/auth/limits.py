@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
+from .. import abuse
 from ..addresses import InvalidAddress, normalise_address
 from ..extensions import limiter
 
@@ -47,7 +48,13 @@ def mail_was_queued(response) -> bool:
 per_address = limiter.limit(
     lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
     key_func=_address_key,
-    exempt_when=lambda: _address_asked() is None,
+    exempt_when=lambda: (
+        not abuse.may_mail(
+            _address_asked(),
+            honeypot=request.form.get("website", ""),
+            as_typed=bool(request.form.get("as_typed")),
+        )
+    ),
     deduct_when=mail_was_queued,
     scope="login-per-address",
 )

@@ -207,7 +207,7 @@ STATUS_OF = {"invalid": 400, "expired": 410, "used": 410, "too_many_tries": 410}
 
 def _failed(error: signin.SignInError):
     """The page for a link or code that cannot sign in, offering a new link."""
-    private_page()
+    token_page()  # it may have been reached with a token, and offers the address
     status = STATUS_OF.get(error.reason, 400)
     resend = _resend_form(error.attempt) if error.attempt is not None else None
     current_app.logger.info("Sign-in refused: %s", error.reason)
