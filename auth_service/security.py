@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, current_app, g
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -59,6 +59,25 @@ def _add_headers(response):
     return response
 
 
+class RawQueryBytes:
+    """WSGI middleware: percent-encode raw non-ASCII bytes in the query string.
+
+    Some servers pass such bytes through (PEP 3333 allows it) and Werkzeug then fails
+    to decode ``request.args`` on every route, error pages included. Percent-encoded,
+    they decode leniently and the views answer as for any other odd value.
+    """
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        query = environ.get("QUERY_STRING", "")
+        if not query.isascii():
+            raw = query.encode("latin-1", "replace")
+            environ["QUERY_STRING"] = quote(raw, safe="&=+%;/:,?@!$'()*[]~")
+        return self.wsgi_app(environ, start_response)
+
+
 def init_app(app: Flask) -> None:
     """Attach the header hook to ``app``, and trust the configured proxies.
 
@@ -66,6 +85,7 @@ def init_app(app: Flask) -> None:
     ``PROXY_FIX_X_FOR`` says how many proxies in front of us add to it.
     """
     app.after_request(_add_headers)
+    app.wsgi_app = RawQueryBytes(app.wsgi_app)
     hops, proto = app.config["PROXY_FIX_X_FOR"], app.config["PROXY_FIX_X_PROTO"]
     if hops or proto:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(hops), x_proto=int(proto))

@@ -79,7 +79,10 @@ def safe_next(target: str | None) -> str:
         return "/"
     if any(ord(char) < 32 or char == "\\" for char in target):
         return "/"
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # e.g. "//[": broken IPv6 brackets
+        return "/"
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"
     return target
