@@ -56,12 +56,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
 
-    from . import account, articles, auth, devmail, health
+    from . import account, articles, auth, devmail, health, newsletter
 
     app.register_blueprint(articles.bp)
     auth.init_app(app)
     app.register_blueprint(account.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(newsletter.bp)
     if app.config["DEV_MODE"]:
         app.register_blueprint(devmail.bp)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import datetime
 from importlib import resources
+from zoneinfo import ZoneInfo
 
 import click
 from flask import Flask, current_app
@@ -16,6 +18,7 @@ from werkzeug.serving import run_simple
 from . import create_app
 from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
+from .editions import EditionError, queue_edition
 from .outbox import Worker, deliver_due
 
 
@@ -52,6 +55,38 @@ def import_command(file) -> None:
     except ArticleError as error:
         raise click.ClickException(f"nothing imported: {error}") from None
     click.echo(f"{report.created} created, {report.updated} updated")
+
+
+newsletter_group = click.Group("newsletter", help="Send newsletter editions.")
+
+
+@newsletter_group.command("send")
+@click.argument("slug")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The edition's day (default: today, in the site's time zone).",
+)
+@click.option("--dry-run", is_flag=True, help="Count who would get it; queue nothing.")
+@with_appcontext
+def send_command(slug: str, day, dry_run: bool) -> None:
+    """Queue the edition of newsletter SLUG (e.g. daily) for every subscriber.
+
+    Safe to run again: readers who already have this edition are skipped.
+    """
+    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+    edition_day = day.date() if day else datetime.now(zone).date()
+    try:
+        report = queue_edition(slug, edition_day, dry_run=dry_run)
+    except EditionError as error:
+        raise click.ClickException(str(error)) from None
+    verb = "would queue" if dry_run else "queued"
+    click.echo(
+        f"{slug} {edition_day.isoformat()}: {report.articles} articles, {verb} "
+        f"{report.queued}, already queued before {report.already_queued}"
+    )
 
 
 def demo_articles() -> list:
@@ -92,6 +127,7 @@ def init_app(app: Flask) -> None:
     """Add the project's commands to ``flask --app auth_service``."""
     app.cli.add_command(worker_command)
     app.cli.add_command(articles_group)
+    app.cli.add_command(newsletter_group)
     app.cli.add_command(demo_command)
 
 

@@ -67,6 +67,12 @@ class Config:
 
     # Whether the wall's newsletter box starts ticked. Off: consent must be given.
     NEWSLETTER_DEFAULT_OPT_IN = False
+    # The mailto: of List-Unsubscribe; default unsubscribe@<PUBLIC_URL host>.
+    MAIL_UNSUBSCRIBE_ADDRESS: str | None = None
+    # Staff preview of editions: this key in the X-API-Key header (or a staff reader).
+    NEWSLETTER_PREVIEW_KEY: str | None = None
+    # Shared secret of the bounce/complaint webhook (X-Webhook-Secret); unset: disabled.
+    MAIL_EVENTS_SECRET: str | None = None
 
     WTF_CSRF_TIME_LIMIT = None  # CSRF tokens live as long as the session
 

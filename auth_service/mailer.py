@@ -23,9 +23,19 @@ from flask_babel import force_locale
 from flask_mail import Connection
 
 from .config import public_host
-from .models import OutboxMessage
+from .extensions import db
+from .models import Edition, OutboxMessage
 
 log = logging.getLogger(__name__)
+
+# Header lines up to RFC 5322's hard limit: a long List-Unsubscribe URL must stay one
+# plain token, not be folded into encoded words that no mail client could use.
+SMTP_POLICY = email.policy.SMTP.clone(max_line_length=998)
+SMTPUTF8_POLICY = email.policy.SMTPUTF8.clone(max_line_length=998)
+
+# Where each reader's own links go in a shared newsletter edition.
+PREFERENCES_URL = "@@PREFERENCES_URL@@"
+UNSUBSCRIBE_URL = "@@UNSUBSCRIBE_URL@@"
 
 
 @dataclass
@@ -73,20 +83,42 @@ def build_message(message: OutboxMessage) -> EmailMessage:
     alternative in a needless multipart/mixed.
     """
     config = current_app.config
+    subject, text_body, html_body = bodies_of(message)
     international = not message.to_address.isascii()
-    built = EmailMessage(policy=email.policy.SMTPUTF8 if international else email.policy.SMTP)
-    built["Subject"] = message.subject
+    built = EmailMessage(policy=SMTPUTF8_POLICY if international else SMTP_POLICY)
+    built["Subject"] = subject
     built["From"] = Address(config["SITE_NAME"], addr_spec=config["MAIL_DEFAULT_SENDER"])
     built["To"] = message.to_address
     built["Date"] = format_datetime(message.created_at)
     built["Message-ID"] = message.message_id
-    for name, value in (message.headers or {}).items():
-        built[name] = value
     # The text part in 8-bit rather than quoted-printable: the link stays whole on its
     # line in the source too. The HTML part may have long lines: the library chooses.
-    built.set_content(message.text_body, cte="8bit")
-    built.add_alternative(message.html_body, subtype="html")
+    built.set_content(text_body, cte="8bit")
+    built.add_alternative(html_body, subtype="html")
+    # After the bodies: setting content drops any Content-* header set before it.
+    for name, value in (message.headers or {}).items():
+        built[name] = value
     return built
+
+
+def bodies_of(message: OutboxMessage) -> tuple[str, str, str]:
+    """Subject, text and HTML of a message: its own, or its edition's made personal."""
+    if message.edition_id is None:
+        return message.subject, message.text_body, message.html_body
+    edition = db.session.get(Edition, message.edition_id)
+    return (
+        edition.subject,
+        personalise(edition.text_body, message.personal),
+        personalise(edition.html_body, message.personal),
+    )
+
+
+def personalise(body: str, personal: dict | None) -> str:
+    """Put a reader's own links into the shared edition body."""
+    personal = personal or {}
+    return body.replace(PREFERENCES_URL, personal.get("preferences", "")).replace(
+        UNSUBSCRIBE_URL, personal.get("unsubscribe", "")
+    )
 
 
 class SmtpTransport:

@@ -7,12 +7,13 @@ Models know nothing of the app or of HTTP; the rules that use them live in ``sig
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -20,8 +21,10 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 from .extensions import db
 
@@ -71,6 +74,8 @@ class Reader(UserMixin, db.Model):
     locale: Mapped[str] = mapped_column(String(8), default="fr")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Newsroom staff may preview editions in the browser.
+    is_staff: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     consents: Mapped[list[NewsletterConsent]] = relationship(
         back_populates="reader", cascade="all, delete-orphan", passive_deletes=True
@@ -193,6 +198,50 @@ class Article(db.Model):
         return reader is None or not reader.is_authenticated
 
 
+class Suppression(db.Model):
+    """An address the mail provider reported as bouncing or complaining: no more newsletters.
+
+    The reader sees it on their account page and can clear it.
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    event: Mapped[str] = mapped_column(String(32))  # "bounce" or "complaint"
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("email", name="uq_suppressions_email"),)
+
+
+class Edition(db.Model):
+    """One newsletter's edition for one day in one language, rendered once for everyone.
+
+    Each reader's copy is an outbox row that points here and carries only what is
+    personal (the preferences and unsubscribe links), so 100,000 copies stay small.
+    """
+
+    __tablename__ = "editions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletters.id"))
+    edition_date: Mapped[date] = mapped_column(Date)
+    locale: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(500))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    newsletter: Mapped[Newsletter] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint(
+            "newsletter_id", "edition_date", "locale", name="uq_editions_newsletter_date_locale"
+        ),
+    )
+
+
 class OutboxMessage(db.Model):
     """A rendered mail waiting for the worker, written in the sender's transaction."""
 
@@ -215,9 +264,17 @@ class OutboxMessage(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A newsletter copy: the shared edition, the reader's own links, and a key that
+    # makes queueing the same edition twice impossible ("daily:2026-11-28:42").
+    edition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("editions.id", name="fk_outbox_edition")
+    )
+    personal: Mapped[dict | None] = mapped_column(JSON)
+    dedupe_key: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (
         Index("ix_outbox_due", "sent_at", "failed_at", "next_attempt_at"),
         # The service-wide hourly ceiling counts recent sign-in mails.
         Index("ix_outbox_kind_created", "kind", "created_at"),
+        UniqueConstraint("dedupe_key", name="uq_outbox_dedupe_key"),
     )

@@ -35,6 +35,8 @@ DATA_TABLES = [
     "readers",
     "login_attempts",
     "outbox_messages",
+    "editions",
+    "suppressions",
     "articles",
 ]
 SECRET = "test-secret-key-that-is-long-enough-0123456789"

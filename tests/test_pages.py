@@ -894,7 +894,7 @@ def test_account_shows_address_newsletters_and_recent_sign_ins(app, client):
     assert_calm_page(response, 200)
     page = text_of(response)
     assert ADDRESS in page
-    assert "Today's front page" in page
+    assert re.search(r'id="nl-daily"[^>]*checked', page)
     assert re.search(r"<table class=\"sign-ins\">.*?<tbody>\s*<tr>", response.get_data(
         as_text=True), re.DOTALL)
     assert response.headers["Cache-Control"] == "no-store"
@@ -909,10 +909,13 @@ def test_account_offers_the_three_actions(app, client):
     assert 'href="/account/export"' in response.get_data(as_text=True)
 
 
-def test_account_without_newsletter_says_none(app, client):
+def test_account_without_newsletter_shows_its_box_unticked(app, client):
     in_english(client)
     sign_in(app, client)
-    assert "You do not receive any newsletter." in text_of(client.get("/account"))
+    page = text_of(client.get("/account"))
+    assert "Today's front page" in page
+    assert re.search(r'id="nl-daily"[^>]*>', page)
+    assert not re.search(r'id="nl-daily"[^>]*checked', page)
 
 
 def test_sign_out_everywhere_ends_every_session_of_the_reader(app, client, browser):

@@ -8,7 +8,8 @@ from flask import Response, flash, redirect, render_template, request, session, 
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, logout_user
 
-from .. import addresses, readers, signin
+from .. import addresses, readers, signin, subscriptions
+from ..newsletter.views import apply_choices
 from ..security import private_page
 from . import bp
 
@@ -19,7 +20,8 @@ def _render_account(**extra):
     return render_template(
         "account/account.html",
         reader=current_user,
-        consents=readers.active_consents(current_user),
+        choices=subscriptions.subscriptions(current_user),
+        suppression=subscriptions.suppression_of(current_user),
         sign_ins=readers.recent_sign_ins(current_user),
         **extra,
     )
@@ -73,3 +75,22 @@ def delete():
     session.clear()
     flash(_("Your account and its data have been deleted."), "success")
     return redirect(url_for("articles.front_page"), 303)
+
+
+@bp.post("/account/newsletters")
+@login_required
+def newsletters():
+    """Subscribe to the ticked newsletters, unsubscribe from the others."""
+    chosen = set(request.form.getlist("newsletter"))
+    apply_choices(current_user._get_current_object(), chosen, source=request.path)
+    flash(_("Your newsletter choices are saved."), "success")
+    return redirect(url_for("account.account"), 303)
+
+
+@bp.post("/account/mail-problem/clear")
+@login_required
+def clear_mail_problem():
+    """The reader says their address works again: newsletters may go out to it."""
+    subscriptions.clear_suppression(current_user._get_current_object())
+    flash(_("Thank you: we will write to your address again."), "success")
+    return redirect(url_for("account.account"), 303)

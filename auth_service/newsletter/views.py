@@ -1,0 +1,174 @@
+"""Routes of the newsletter. A signed token in the link stands for the reader."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import date, datetime
+
+from flask import abort, current_app, make_response, render_template, request
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from .. import editions, subscriptions
+from ..addresses import InvalidAddress, normalise_address
+from ..errors import render_error
+from ..extensions import csrf
+from ..mailer import personalise
+from ..security import token_page
+from . import bp
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+def _reader_and_letter():
+    """The reader of the token and the newsletter named in ``n``, or a 400 page."""
+    reader = subscriptions.reader_from_token(request.args.get("token", ""))
+    letter = subscriptions.newsletter(request.args.get("n", "daily")[:64])
+    if reader is None or letter is None:
+        page = render_error(
+            400,
+            title=_("This link is not valid"),
+            message=_(
+                "Copy the whole link from the newsletter, or sign in to manage "
+                "your newsletters from your account."
+            ),
+        )
+        abort(make_response(*page))
+    return reader, letter
+
+
+@bp.get("/newsletter/unsubscribe")
+def unsubscribe():
+    """A button, not an action: mail scanners open links and must not unsubscribe anyone."""
+    token_page()
+    reader, letter = _reader_and_letter()
+    subscribed = subscriptions.open_consent(reader, letter) is not None
+    return render_template(
+        "newsletter/unsubscribe.html", letter=letter, subscribed=subscribed, done=False
+    )
+
+
+@bp.post("/newsletter/unsubscribe")
+@csrf.exempt  # RFC 8058: the mail client posts with no cookie and no form token
+def unsubscribe_now():
+    """Unsubscribe at once: the one-click POST of a mail client, or the page's button."""
+    token_page()
+    reader, letter = _reader_and_letter()
+    subscriptions.unsubscribe(reader, letter)
+    if request.form.get("List-Unsubscribe") == "One-Click" and not request.form.get("page"):
+        return _("You are unsubscribed."), 200, {"Content-Type": "text/plain; charset=utf-8"}
+    return render_template(
+        "newsletter/unsubscribe.html", letter=letter, subscribed=False, done=True
+    )
+
+
+@bp.post("/newsletter/resubscribe")
+@csrf.exempt  # the token is the reader's proof, as for unsubscribing
+def resubscribe():
+    """One click back, from the page that confirmed the unsubscription."""
+    token_page()
+    reader, letter = _reader_and_letter()
+    subscriptions.subscribe(reader, letter, wording=_("Subscribe again"), source=request.path)
+    return render_template(
+        "newsletter/unsubscribe.html", letter=letter, subscribed=True, done=False, resubscribed=True
+    )
+
+
+@bp.route("/newsletter/preferences", methods=["GET", "POST"])
+def preferences():
+    """Every newsletter with a box: change them without signing in."""
+    token_page()
+    reader = subscriptions.reader_from_token(request.args.get("token", ""))
+    if reader is None:
+        return render_error(400, title=_("This link is not valid"))
+    saved = False
+    if request.method == "POST":
+        chosen = set(request.form.getlist("newsletter"))
+        apply_choices(reader, chosen, source=request.path)
+        saved = True
+    return render_template(
+        "newsletter/preferences.html",
+        choices=subscriptions.subscriptions(reader),
+        saved=saved,
+        token=request.args.get("token", ""),
+    )
+
+
+def apply_choices(reader, chosen: set[str], *, source: str) -> None:
+    """Subscribe to the chosen newsletters and unsubscribe from the others."""
+    for letter, subscribed in subscriptions.subscriptions(reader):
+        if letter.slug in chosen and not subscribed:
+            subscriptions.subscribe(
+                reader, letter, wording=_("Chosen on the preferences page"), source=source
+            )
+        elif letter.slug not in chosen and subscribed:
+            subscriptions.unsubscribe(reader, letter)
+
+
+@bp.get("/newsletter/<slug>/preview")
+def preview(slug: str):
+    """An edition as a subscriber would see it, for newsroom staff."""
+    key = current_app.config["NEWSLETTER_PREVIEW_KEY"]
+    given = request.headers.get("X-API-Key", "")
+    staff = current_user.is_authenticated and current_user.is_staff
+    if not staff and not (key and hmac.compare_digest(given, key)):
+        abort(403)
+    letter = subscriptions.newsletter(slug[:64])
+    if letter is None:
+        abort(404)
+    raw_day = request.args.get("date", "")
+    try:
+        day = date.fromisoformat(raw_day[:10]) if raw_day else date.today()
+    except ValueError:
+        return render_error(400, message=_("The date must look like 2026-11-28."))
+    articles = editions.articles_of(day)
+    locale = request.args.get("lang") if request.args.get("lang") in ("fr", "en") else "fr"
+    _subject, _text, html = editions.render_edition(letter, day, locale, articles)
+    return personalise(html, {"preferences": "#", "unsubscribe": "#"})
+
+
+@bp.post("/webhooks/mail-events")
+@csrf.exempt  # a server-to-server call, authenticated by the shared secret
+def mail_events():
+    """Bounces and complaints from the mail provider: those addresses get no newsletter.
+
+    Body: ``{"address": "...", "event": "bounce" | "complaint", "time": ISO 8601}``, or a
+    list of those. Header ``X-Webhook-Secret`` must equal ``MAIL_EVENTS_SECRET``.
+    """
+    secret = current_app.config["MAIL_EVENTS_SECRET"]
+    given = request.headers.get("X-Webhook-Secret", "")
+    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        return {"error": "bad or missing X-Webhook-Secret"}, 403
+    body = request.get_json(silent=True)
+    events = body if isinstance(body, list) else [body]
+    parsed, rejected = [], []
+    for position, event in enumerate(events):
+        try:
+            parsed.append(_parse_event(event))
+        except ValueError as error:
+            rejected.append({"index": position, "error": str(error)})
+    if rejected:
+        return {"error": "nothing recorded", "rejected": rejected}, 422
+    for address, kind, moment in parsed:
+        subscriptions.record_mail_event(address, kind, moment)
+    return {"recorded": len(parsed)}, 200
+
+
+def _parse_event(event) -> tuple[str, str, datetime]:
+    """Check one webhook event: (normalised address, event, time)."""
+    if not isinstance(event, dict):
+        raise ValueError("each event must be a JSON object")
+    kind = event.get("event")
+    if kind not in subscriptions.MAIL_EVENTS:
+        raise ValueError("'event' must be 'bounce' or 'complaint'")
+    try:
+        address = normalise_address(str(event.get("address", ""))[:400])
+    except InvalidAddress:
+        raise ValueError("'address' is not an email address") from None
+    try:
+        moment = datetime.fromisoformat(str(event.get("time", "")).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("'time' must be ISO 8601") from None
+    if moment.tzinfo is None:
+        raise ValueError("'time' must carry a time zone")
+    return address, kind, moment

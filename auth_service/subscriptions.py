@@ -1,0 +1,138 @@
+"""Who receives which newsletter: consents, signed preference links, suppressions.
+
+No request, no session: views and commands hand in readers and newsletters. A
+subscription is an open consent row (``withdrawn_at IS NULL``); unsubscribing closes it,
+subscribing again opens a new one with the wording shown that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import delete, select
+
+from .extensions import db
+from .models import Newsletter, NewsletterConsent, Reader, Suppression, utcnow
+
+PREFERENCES_SALT = "auth-service.newsletter-preferences"
+MAIL_EVENTS = {"bounce", "complaint"}
+
+
+def all_newsletters() -> list[Newsletter]:
+    """Every newsletter, in a stable order."""
+    return list(db.session.scalars(select(Newsletter).order_by(Newsletter.id)))
+
+
+def newsletter(slug: str) -> Newsletter | None:
+    """The newsletter with this slug, if any."""
+    return db.session.scalar(select(Newsletter).where(Newsletter.slug == slug))
+
+
+def open_consent(reader: Reader, letter: Newsletter) -> NewsletterConsent | None:
+    """The reader's current consent to ``letter``, if they are subscribed."""
+    return db.session.scalar(
+        select(NewsletterConsent).where(
+            NewsletterConsent.reader_id == reader.id,
+            NewsletterConsent.newsletter_id == letter.id,
+            NewsletterConsent.withdrawn_at.is_(None),
+        )
+    )
+
+
+def subscriptions(reader: Reader) -> list[tuple[Newsletter, bool]]:
+    """Every newsletter with whether ``reader`` receives it."""
+    subscribed = set(
+        db.session.scalars(
+            select(NewsletterConsent.newsletter_id).where(
+                NewsletterConsent.reader_id == reader.id,
+                NewsletterConsent.withdrawn_at.is_(None),
+            )
+        )
+    )
+    return [(letter, letter.id in subscribed) for letter in all_newsletters()]
+
+
+def subscribe(reader: Reader, letter: Newsletter, *, wording: str, source: str) -> None:
+    """Record consent to ``letter`` (once), with the wording shown and where; commit."""
+    if open_consent(reader, letter) is None:
+        db.session.add(
+            NewsletterConsent(
+                reader=reader, newsletter=letter, wording=wording, source=source[:2048]
+            )
+        )
+    db.session.commit()
+
+
+def unsubscribe(reader: Reader, letter: Newsletter, *, now: datetime | None = None) -> bool:
+    """Withdraw consent to ``letter``; commit. Whether there was one to withdraw."""
+    consent = open_consent(reader, letter)
+    if consent is not None:
+        consent.withdrawn_at = now or utcnow()
+    db.session.commit()
+    return consent is not None
+
+
+# --- Signed links that work without signing in ----------------------------------------
+
+
+def _serializer() -> URLSafeSerializer:
+    """No expiry: a link in last year's newsletter must still unsubscribe."""
+    config = current_app.config
+    keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
+    return URLSafeSerializer(keys, salt=PREFERENCES_SALT)
+
+
+def _fingerprint(email: str) -> str:
+    """A short digest of the address, so a link dies with the account it was made for."""
+    return hashlib.sha256(email.encode()).hexdigest()[:16]
+
+
+def preferences_token(reader: Reader) -> str:
+    """The signed token of a reader's preference and unsubscribe links."""
+    return token_for_id(reader.id, reader.email)
+
+
+def token_for_id(reader_id: int, email: str) -> str:
+    """:func:`preferences_token` from a reader's id and address, for bulk sends."""
+    return _serializer().dumps({"r": reader_id, "f": _fingerprint(email)})
+
+
+def reader_from_token(token: str) -> Reader | None:
+    """The reader a preference token was made for, or ``None`` if it is not genuine."""
+    try:
+        payload = _serializer().loads(token[:512])
+    except BadSignature:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("r"), int):
+        return None
+    reader = db.session.get(Reader, payload["r"])
+    if reader is None or payload.get("f") != _fingerprint(reader.email):
+        return None
+    return reader
+
+
+# --- Suppression ----------------------------------------------------------------------
+
+
+def record_mail_event(address: str, event: str, reported_at: datetime) -> None:
+    """Mark ``address`` suppressed after a bounce or a complaint; commit."""
+    existing = db.session.scalar(select(Suppression).where(Suppression.email == address))
+    if existing is None:
+        db.session.add(Suppression(email=address, event=event, reported_at=reported_at))
+    else:
+        existing.event, existing.reported_at = event, reported_at
+    db.session.commit()
+
+
+def suppression_of(reader: Reader) -> Suppression | None:
+    """Why mail to this reader is suppressed, if it is."""
+    return db.session.scalar(select(Suppression).where(Suppression.email == reader.email))
+
+
+def clear_suppression(reader: Reader) -> None:
+    """The reader says their address works again; commit."""
+    db.session.execute(delete(Suppression).where(Suppression.email == reader.email))
+    db.session.commit()
