@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import event, or_, select, text, update
+from sqlalchemy import event, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .extensions import db
@@ -31,6 +31,7 @@ NOTIFY_CHANNEL = "auth_service_outbox"
 SECRET_KINDS = {"signin"}
 REMOVED = "[removed once handled: this mail held a sign-in link]"
 CLAIM_SECONDS = 120
+MINIMUM_WAIT = 0.05  # seconds: never poll the database in a tight loop
 
 
 def queue(mail: RenderedMail, *, kind: str) -> OutboxMessage:
@@ -165,10 +166,17 @@ def _deliver_batch(transport, claimed: list[int], report: DeliveryReport) -> Non
     retry, or failed: none is left claimed with its error unrecorded.
     """
     pending = list(claimed)
+    # Stop while the claim still holds, so no other worker can take these meanwhile.
+    stop_at = utcnow() + timedelta(seconds=CLAIM_SECONDS - current_app.config["MAIL_TIMEOUT"] - 5)
     try:
         with transport.connection() as connection:
             while pending:
+                if utcnow() > stop_at:
+                    _release(pending)
+                    return
                 message = db.session.get(OutboxMessage, pending.pop(0))
+                if message is None:  # deleted with its reader's account meanwhile
+                    continue
                 try:
                     connection.send(message)
                 except MESSAGE_REFUSALS as error:
@@ -197,7 +205,19 @@ def _deliver_batch(transport, claimed: list[int], report: DeliveryReport) -> Non
         db.session.rollback()
         for message_id in pending:
             message = db.session.get(OutboxMessage, message_id)
-            _count(report, _record_failure(message, error, permanent=False))
+            if message is not None:
+                _count(report, _record_failure(message, error, permanent=False))
+
+
+def _release(message_ids: list[int]) -> None:
+    """Give claimed messages back to the queue, untouched."""
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(message_ids))
+        .values(claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def _count(report: DeliveryReport, outcome: str) -> None:
@@ -206,18 +226,29 @@ def _count(report: DeliveryReport, outcome: str) -> None:
 
 
 def seconds_until_next_due(*, now: datetime | None = None) -> float | None:
-    """Seconds until the earliest scheduled retry, or ``None`` if nothing waits."""
+    """Seconds until a waiting message may be picked up, or ``None`` if nothing waits.
+
+    A message claimed by another worker (or by one that crashed) is due when its claim
+    runs out, not before: counting it as due now would make an idle worker spin.
+    """
     now = now or utcnow()
-    earliest = db.session.scalar(
-        select(OutboxMessage.next_attempt_at)
-        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
-        .order_by(OutboxMessage.next_attempt_at)
-        .limit(1)
+    waiting = (OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+    unclaimed = db.session.scalar(
+        select(func.min(OutboxMessage.next_attempt_at)).where(
+            *waiting,
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
+    )
+    claim_ends = db.session.scalar(
+        select(func.min(OutboxMessage.claimed_until)).where(
+            *waiting, OutboxMessage.claimed_until >= now
+        )
     )
     db.session.commit()
-    if earliest is None:
+    moments = [moment for moment in (unclaimed, claim_ends) if moment is not None]
+    if not moments:
         return None
-    return max((earliest - now).total_seconds(), 0.0)
+    return max((min(moments) - now).total_seconds(), MINIMUM_WAIT)
 
 
 class Worker:

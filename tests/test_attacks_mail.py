@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from html.parser import HTMLParser
 
@@ -102,17 +103,25 @@ def delivered(smtp_server) -> list[str]:
 def test_one_address_asked_from_many_ips_gets_one_mail_a_minute(app, smtp_server):
     """Defence: the per-address limit (1 link a minute), keyed on the normalised inbox:
     another IP, capitals or a "+tag" do not make a new counter."""
-    variants = [VICTIM, "Victim@Example.COM", "victim+news@example.com",
-                "VICTIM+x@EXAMPLE.com", " victim@example.com "]
-    statuses = [ask(browser_at(app, f"203.0.113.{n}"), typed).status_code
-                for n, typed in enumerate(variants, start=1)]
+    variants = [
+        VICTIM,
+        "Victim@Example.COM",
+        "victim+news@example.com",
+        "VICTIM+x@EXAMPLE.com",
+        " victim@example.com ",
+    ]
+    statuses = [
+        ask(browser_at(app, f"203.0.113.{n}"), typed).status_code
+        for n, typed in enumerate(variants, start=1)
+    ]
     assert statuses == [303, 429, 429, 429, 429]
     assert delivered(smtp_server) == [VICTIM]
 
 
 @LIMITS_ON
-@pytest.mark.parametrize("spelling", ["vic.tim@gmail.com", "v.i.c.t.i.m@gmail.com",
-                                      "victim@googlemail.com"])
+@pytest.mark.parametrize(
+    "spelling", ["vic.tim@gmail.com", "v.i.c.t.i.m@gmail.com", "victim@googlemail.com"]
+)
 def test_gmail_spellings_of_one_inbox_share_the_address_limit(app, smtp_server, spelling):
     """Defence: the per-address limit keyed on the inbox: Gmail ignores dots in the local
     part and also delivers @googlemail.com, so each spelling must not get a new counter."""
@@ -163,11 +172,15 @@ def test_over_the_hourly_limit_the_wait_is_told_in_minutes(app, clock):
 
 
 @LIMITS_ON
-@pytest.mark.parametrize(("how", "says"), [
-    ({}, "Patientez 1 minute, puis réessayez."),
-    ({"query_string": {"lang": "en"}}, "Wait 1 minute, then try again."),
-    ({"headers": {"Accept-Language": "en-GB,en;q=0.9"}}, "Wait 1 minute, then try again."),
-], ids=["french-by-default", "lang-parameter", "accept-language"])
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [
+        ({}, "Patientez 1 minute, puis réessayez."),
+        ({"query_string": {"lang": "en"}}, "Wait 1 minute, then try again."),
+        ({"headers": {"Accept-Language": "en-GB,en;q=0.9"}}, "Wait 1 minute, then try again."),
+    ],
+    ids=["french-by-default", "lang-parameter", "accept-language"],
+)
 def test_over_the_address_limit_the_page_says_when_to_try_again(app, how, says):
     """Defence: a limit answers 429 with a numeric Retry-After and a page in the reader's
     language that says when to try again, and queues no mail."""
@@ -186,14 +199,19 @@ def test_over_the_limit_nothing_tells_whether_the_address_has_an_account(app, cl
     429 cannot be used to find out who has an account."""
     sign_in(app, client, "known@example.com")  # an account, which used its minute
     ask(browser_at(app, "198.51.100.1"), "new@example.com")
-    answers = [ask(browser_at(app, f"198.51.100.{n}"), address)
-               for n, address in ((2, "known@example.com"), (3, "new@example.com"))]
+    answers = [
+        ask(browser_at(app, f"198.51.100.{n}"), address)
+        for n, address in ((2, "known@example.com"), (3, "new@example.com"))
+    ]
     assert [answer.status_code for answer in answers] == [429, 429]
     assert [sorted(answer.headers.keys()) for answer in answers][0] == sorted(
-        answers[1].headers.keys())
+        answers[1].headers.keys()
+    )
     # The wait may differ by a minute: each address's window started at its own time.
-    pages = [re.sub(r"\d+ minutes?", "N minutes", without_csrf(answer.get_data(as_text=True)))
-             for answer in answers]
+    pages = [
+        re.sub(r"\d+ minutes?", "N minutes", without_csrf(answer.get_data(as_text=True)))
+        for answer in answers
+    ]
     assert pages[0] == pages[1]
 
 
@@ -242,8 +260,12 @@ def test_many_addresses_from_one_ip_get_thirty_mails_in_five_minutes(app, smtp_s
     """Defence: the per-IP limit on POST /login (30 in 5 minutes); other IPs go on."""
     bot = browser_at(app, "203.0.113.7")
     token = csrf_token(bot)
-    statuses = [bot.post("/login", data={"email": f"target{n}@example.com",
-                                         "csrf_token": token}).status_code for n in range(31)]
+    statuses = [
+        bot.post(
+            "/login", data={"email": f"target{n}@example.com", "csrf_token": token}
+        ).status_code
+        for n in range(31)
+    ]
     assert statuses == [303] * 30 + [429]
     assert ask(browser_at(app, "203.0.113.8"), "someone@example.com").status_code == 303
     recipients = delivered(smtp_server)
@@ -261,14 +283,17 @@ def test_link_and_code_checks_share_thirty_tries_per_ip(app, reader, client):
     statuses = []
     for n in range(10):
         statuses.append(prober.get("/login/verify", query_string={"token": f"x{n}"}).status_code)
-        statuses.append(prober.post("/login/verify", data={"token": f"x{n}",
-                                                           "csrf_token": token}).status_code)
-        statuses.append(prober.post("/login/code", data={"code": f"{n:06d}",
-                                                         "csrf_token": token}).status_code)
+        statuses.append(
+            prober.post("/login/verify", data={"token": f"x{n}", "csrf_token": token}).status_code
+        )
+        statuses.append(
+            prober.post("/login/code", data={"code": f"{n:06d}", "csrf_token": token}).status_code
+        )
     assert 429 not in statuses and len(statuses) == 30
     assert prober.get(f"/login/verify?token={mail.token}").status_code == 429
-    assert prober.post("/login/code", data={"code": mail.code, "csrf_token": token}
-                       ).status_code == 429
+    assert (
+        prober.post("/login/code", data={"code": mail.code, "csrf_token": token}).status_code == 429
+    )
     assert rows(LoginAttempt)[0].used_at is None
     assert client.get(f"/login/verify?token={mail.token}").status_code == 303
 
@@ -280,9 +305,14 @@ def test_forged_forwarded_for_does_not_dodge_the_ip_limit(app):
     assert not app.config["PROXY_FIX_X_FOR"]
     bot = browser_at(app, "203.0.113.7")
     token = csrf_token(bot)
-    statuses = [bot.post("/login", data={"email": f"t{n}@example.com", "csrf_token": token},
-                         headers={"X-Forwarded-For": f"198.51.100.{n}"}).status_code
-                for n in range(31)]
+    statuses = [
+        bot.post(
+            "/login",
+            data={"email": f"t{n}@example.com", "csrf_token": token},
+            headers={"X-Forwarded-For": f"198.51.100.{n}"},
+        ).status_code
+        for n in range(31)
+    ]
     assert statuses == [303] * 30 + [429]
     assert len(rows(OutboxMessage)) == 30
 
@@ -297,8 +327,9 @@ def test_behind_a_trusted_proxy_each_client_ip_has_its_own_counter(app):
 
     def post(n: int, forwarded_for: str) -> int:
         data = {"email": f"t{n}@example.com", "csrf_token": token}
-        return proxy.post("/login", data=data,
-                          headers={"X-Forwarded-For": forwarded_for}).status_code
+        return proxy.post(
+            "/login", data=data, headers={"X-Forwarded-For": forwarded_for}
+        ).status_code
 
     first = [post(n, f"192.0.2.{n}, 198.51.100.1") for n in range(31)]
     assert first == [303] * 30 + [429]
@@ -310,8 +341,7 @@ def test_behind_a_trusted_proxy_each_client_ip_has_its_own_counter(app):
 def test_service_wide_ceiling_refuses_mail_and_logs_critical(app, smtp_server, caplog):
     """Defence: MAIL_HOURLY_CEILING, a cap on sign-in mail queued per hour by the whole
     service, against a bombing spread over many addresses and IPs; logged CRITICAL."""
-    answers = [ask(browser_at(app, f"203.0.113.{n}"), f"person{n}@example.com")
-               for n in range(4)]
+    answers = [ask(browser_at(app, f"203.0.113.{n}"), f"person{n}@example.com") for n in range(4)]
     assert [answer.status_code for answer in answers] == [303, 303, 303, 429]
     assert_calm_page(answers[-1], 429)
     assert int(answers[-1].headers["Retry-After"]) > 0
@@ -335,8 +365,7 @@ def test_filled_honeypot_gets_the_usual_answer_and_no_mail(app, client):
     person = app.test_client()
     post_form(person, "/login", {"email": ADDRESS, "website": ""})
     real = person.get("/login/sent")
-    assert without_csrf(real.get_data(as_text=True)) == without_csrf(
-        decoy.get_data(as_text=True))
+    assert without_csrf(real.get_data(as_text=True)) == without_csrf(decoy.get_data(as_text=True))
     assert len(rows(OutboxMessage)) == 1
 
 
@@ -377,8 +406,10 @@ def test_honeypot_is_out_of_reach_of_people(app, client, path):
     classes = {name for around in containers for name in around.get("class", "").split()}
     with client.get("/static/site.css") as stylesheet:
         css = stylesheet.get_data(as_text=True)
-    assert any(re.search(rf"\.{re.escape(name)}\s*\{{[^}}]*(left:\s*-\d{{3,}}px|display:\s*none)",
-                         css) for name in classes)
+    assert any(
+        re.search(rf"\.{re.escape(name)}\s*\{{[^}}]*(left:\s*-\d{{3,}}px|display:\s*none)", css)
+        for name in classes
+    )
 
 
 # --- Typos of common domains ----------------------------------------------------------
@@ -386,14 +417,20 @@ def test_honeypot_is_out_of_reach_of_people(app, client, path):
 
 def _typo_buttons(response) -> dict:
     """The two forms of the typo hint, by the address each one sends."""
-    return {form.field("email")["value"]: form for form in forms_of(response, "/login")
-            if form.field("as_typed")}
+    return {
+        form.field("email")["value"]: form
+        for form in forms_of(response, "/login")
+        if form.field("as_typed")
+    }
 
 
-@pytest.mark.parametrize(("lang", "says"), [
-    ("fr", "Vouliez-vous dire jean@gmail.com\u202f?"),
-    ("en", "Did you mean jean@gmail.com?"),
-])
+@pytest.mark.parametrize(
+    ("lang", "says"),
+    [
+        ("fr", "Vouliez-vous dire jean@gmail.com\u202f?"),
+        ("en", "Did you mean jean@gmail.com?"),
+    ],
+)
 def test_typo_of_a_common_domain_offers_a_correction_and_sends_nothing(client, lang, says):
     """Defence: the typo hint for common domains: "jean@gmial.com" comes back with
     "did you mean jean@gmail.com?" and two buttons, and nothing is sent."""
@@ -403,8 +440,10 @@ def test_typo_of_a_common_domain_offers_a_correction_and_sends_nothing(client, l
     assert says in text_of(response)
     buttons = _typo_buttons(response)
     assert set(buttons) == {"jean@gmail.com", "jean@gmial.com"}
-    assert all(form.method == "post" and form.field("as_typed")["value"] == "y"
-               for form in buttons.values())
+    assert all(
+        form.method == "post" and form.field("as_typed")["value"] == "y"
+        for form in buttons.values()
+    )
     assert rows(OutboxMessage) == [] and rows(LoginAttempt) == []
 
 
@@ -415,8 +454,10 @@ def test_either_typo_button_sends_exactly_one_mail_there(client, choice):
     page = post_form(client, "/login", {"email": "jean@hotmial.fr", "next": "/articles/x"})
     assert rows(OutboxMessage) == []
     form = _typo_buttons(page)[choice]
-    response = client.post("/login", data={attrs["name"]: attrs.get("value", "")
-                                           for attrs in form.inputs if attrs.get("name")})
+    response = client.post(
+        "/login",
+        data={attrs["name"]: attrs.get("value", "") for attrs in form.inputs if attrs.get("name")},
+    )
     assert response.status_code == 303
     assert [mail.to_address for mail in rows(OutboxMessage)] == [choice]
     assert rows(LoginAttempt)[0].next_url == "/articles/x"
@@ -430,8 +471,10 @@ def test_typo_hint_comes_before_the_block_list(client):
     page = post_form(client, "/login", {"email": "jean@gmial.com"})
     assert page.status_code == 200 and "Did you mean jean@gmail.com?" in text_of(page)
     form = _typo_buttons(page)["jean@gmial.com"]
-    response = client.post("/login", data={attrs["name"]: attrs.get("value", "")
-                                           for attrs in form.inputs if attrs.get("name")})
+    response = client.post(
+        "/login",
+        data={attrs["name"]: attrs.get("value", "") for attrs in form.inputs if attrs.get("name")},
+    )
     assert_calm_page(response, 422)
     assert "cannot be used to sign up" in text_of(response)
     assert rows(OutboxMessage) == []
@@ -457,10 +500,13 @@ def test_a_domain_that_only_ends_like_a_blocked_one_is_served(client):
     assert len(rows(OutboxMessage)) == 1
 
 
-@pytest.mark.parametrize(("lang", "says"), [
-    ("fr", "Les adresses jetables ne permettent pas de s’inscrire."),
-    ("en", "Disposable addresses cannot be used to sign up."),
-])
+@pytest.mark.parametrize(
+    ("lang", "says"),
+    [
+        ("fr", "Les adresses jetables ne permettent pas de s’inscrire."),
+        ("en", "Disposable addresses cannot be used to sign up."),
+    ],
+)
 @pytest.mark.parametrize("address", ["x@mailinator.com", "x@eu.mailinator.com"])
 def test_disposable_address_is_refused(client, address, lang, says):
     """Defence: the maintained disposable-address list (disposable-email-domains)."""
@@ -476,3 +522,27 @@ def test_disposable_list_can_be_turned_off(client):
     """Defence: BLOCK_DISPOSABLE_DOMAINS=False is what lets a disposable address in."""
     assert post_form(client, "/login", {"email": "x@mailinator.com"}).status_code == 303
     assert [mail.to_address for mail in rows(OutboxMessage)] == ["x@mailinator.com"]
+
+
+@LIMITS_ON
+def test_simultaneous_requests_for_one_address_get_one_mail(app, smtp_server):
+    """Defence: the per-address limit is checked and counted in one step before the view
+    runs, so a burst of simultaneous requests cannot all slip past the check."""
+    browsers = [browser_at(app, f"203.0.113.{n}") for n in range(8)]
+    tokens = [csrf_token(browser) for browser in browsers]
+    start, statuses = threading.Barrier(len(browsers)), []
+
+    def post(browser, token):
+        start.wait()
+        data = {"email": VICTIM, "next": "/", "csrf_token": token}
+        statuses.append(browser.post("/login", data=data).status_code)
+
+    threads = [
+        threading.Thread(target=post, args=pair) for pair in zip(browsers, tokens, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [303] + [429] * 7
+    assert delivered(smtp_server) == [VICTIM]

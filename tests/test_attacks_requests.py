@@ -64,16 +64,21 @@ def _wrong_codes(mails, count: int) -> list[str]:
     return [code for code in (f"{n:06d}" for n in range(100)) if code not in codes][:count]
 
 
-@pytest.mark.parametrize("addresses", [[ADDRESS] * 3, [f"t{n}@example.com" for n in range(3)]],
-                         ids=["one-address-thrice", "three-addresses"])
+@pytest.mark.parametrize(
+    "addresses",
+    [[ADDRESS] * 3, [f"t{n}@example.com" for n in range(3)]],
+    ids=["one-address-thrice", "three-addresses"],
+)
 def test_asking_for_more_links_gives_no_more_code_guesses(reader, client, addresses):
     """Defence: a wrong code costs a try on every open attempt of the browser, so after
     5 wrong guesses all of them are dead, however many links it asked for."""
     for address in addresses:
         reader.ask_for_link(address)
     mails = reader.outbox()
-    statuses = [post_form(client, "/login/code", {"code": code}).status_code
-                for code in _wrong_codes(mails, 5)]
+    statuses = [
+        post_form(client, "/login/code", {"code": code}).status_code
+        for code in _wrong_codes(mails, 5)
+    ]
     assert statuses == [422, 422, 422, 422, 410]
     assert [tries for _, _, tries in attempts()] == [0, 0, 0]
     for mail in mails:  # not the right code, not the link: nothing opens any more
@@ -98,8 +103,11 @@ def test_forged_attempt_cookie_opens_no_guessing(app, reader, browser, signed_wi
     forged with another key, or not signed at all, names no attempt."""
     reader.ask_for_link(ADDRESS)
     [(attempt_id, _, _)] = attempts()
-    forged = (URLSafeTimedSerializer(signed_with, salt=COOKIE_SALT).dumps([attempt_id])
-              if signed_with else f'["{attempt_id}"]')
+    forged = (
+        URLSafeTimedSerializer(signed_with, salt=COOKIE_SALT).dumps([attempt_id])
+        if signed_with
+        else f'["{attempt_id}"]'
+    )
     browser.set_cookie("auth_attempts", forged, path="/login")
     response = post_form(browser, "/login/code", {"code": reader.last_mail().code})
     assert_calm_page(response, 400)
@@ -112,7 +120,7 @@ def test_forged_attempt_cookie_opens_no_guessing(app, reader, browser, signed_wi
 
 def _flip(text: str, position: int) -> str:
     """``text`` with the base64 character at ``position`` changed (all 6 bits count)."""
-    return text[:position] + ("A" if text[position] != "A" else "B") + text[position + 1:]
+    return text[:position] + ("A" if text[position] != "A" else "B") + text[position + 1 :]
 
 
 def _timestamp(*, days: int) -> str:
@@ -131,13 +139,17 @@ TAMPERINGS = {
     "signature-byte-flipped": lambda app, token, other: _flip(token, len(token) - 10),
     "payload-byte-flipped": lambda app, token, other: _flip(token, 10),
     "payload-of-another-link": lambda app, token, other: (
-        other.split(".")[0] + "." + token.split(".", 1)[1]),
+        other.split(".")[0] + "." + token.split(".", 1)[1]
+    ),
     "timestamp-renewed": lambda app, token, other: ".".join(
-        [token.split(".")[0], _timestamp(days=10), token.split(".")[2]]),
+        [token.split(".")[0], _timestamp(days=10), token.split(".")[2]]
+    ),
     "another-deployments-key": lambda app, token, other: _resigned(
-        app, token, "another-deployments-secret-key-0123456789"),
+        app, token, "another-deployments-secret-key-0123456789"
+    ),
     "our-key-another-salt": lambda app, token, other: _resigned(
-        app, token, app.config["SECRET_KEY"], salt=COOKIE_SALT),
+        app, token, app.config["SECRET_KEY"], salt=COOKIE_SALT
+    ),
     "truncated-by-one": lambda app, token, other: token[:-1],
     "truncated-in-half": lambda app, token, other: token[: len(token) // 2],
     "signature-dropped": lambda app, token, other: token.rsplit(".", 1)[0],
@@ -192,17 +204,43 @@ def test_link_replayed_after_sign_out_everywhere_opens_nothing(app, reader, clie
 # --- Open redirects -------------------------------------------------------------------
 
 ELSEWHERE = [
-    "//evil.example", "///evil.example", "////evil.example", "/\\evil.example",
-    "\\/evil.example", "\\\\evil.example", "/\\/evil.example", "%2F%2Fevil.example",
-    "/%2F/evil.example", "/%2f%2fevil.example", "%5C%5Cevil.example", "/%5Cevil.example",
-    "https:evil.example", "https:/evil.example", "https:\\\\evil.example",
-    "HTTPS://evil.example", "http://news.test@evil.example", "/\t/evil.example",
-    "/\n/evil.example", "/\r\n/evil.example", "\t//evil.example", " //evil.example",
-    "\x0b//evil.example", "/%09/evil.example", "/\u2215evil.example",
-    "\u2215\u2215evil.example", "/\uff0fevil.example", "\uff0f\uff0fevil.example",
-    "/\u2044evil.example", "/.//evil.example", "/./\\evil.example", "/..//evil.example",
-    "javascript:alert(1)", "JaVaScRiPt:alert(1)", "java\tscript:alert(1)",
-    " javascript:alert(1)", "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    "//evil.example",
+    "///evil.example",
+    "////evil.example",
+    "/\\evil.example",
+    "\\/evil.example",
+    "\\\\evil.example",
+    "/\\/evil.example",
+    "%2F%2Fevil.example",
+    "/%2F/evil.example",
+    "/%2f%2fevil.example",
+    "%5C%5Cevil.example",
+    "/%5Cevil.example",
+    "https:evil.example",
+    "https:/evil.example",
+    "https:\\\\evil.example",
+    "HTTPS://evil.example",
+    "http://news.test@evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "\t//evil.example",
+    " //evil.example",
+    "\x0b//evil.example",
+    "/%09/evil.example",
+    "/\u2215evil.example",
+    "\u2215\u2215evil.example",
+    "/\uff0fevil.example",
+    "\uff0f\uff0fevil.example",
+    "/\u2044evil.example",
+    "/.//evil.example",
+    "/./\\evil.example",
+    "/..//evil.example",
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "java\tscript:alert(1)",
+    " javascript:alert(1)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
     "vbscript:msgbox(1)",
 ]
 
@@ -247,8 +285,11 @@ def _by_form_when_signed_in(app, client, target):
 
 
 @pytest.mark.parametrize("target", ELSEWHERE, ids=ascii)
-@pytest.mark.parametrize("way", [_by_link, _by_confirm, _by_code, _by_form_when_signed_in],
-                         ids=["link", "confirm", "code", "form-signed-in"])
+@pytest.mark.parametrize(
+    "way",
+    [_by_link, _by_confirm, _by_code, _by_form_when_signed_in],
+    ids=["link", "confirm", "code", "form-signed-in"],
+)
 def test_next_never_leads_off_the_site(app, client, way, target):
     """Defence: safe_next: ``next`` is followed only when it is a plain path on this
     site, whatever the encoding; anything else goes to "/"."""
@@ -257,8 +298,17 @@ def test_next_never_leads_off_the_site(app, client, way, target):
     assert lands_on_this_site(response.headers["Location"]), response.headers["Location"]
 
 
-@pytest.mark.parametrize("location", ["//evil.example", "/\\evil.example", "\t//evil.example",
-                                      "https:evil.example", "javascript:x", "/\t/evil.example"])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "//evil.example",
+        "/\\evil.example",
+        "\t//evil.example",
+        "https:evil.example",
+        "javascript:x",
+        "/\t/evil.example",
+    ],
+)
 def test_the_redirect_check_itself_catches_ways_off_the_site(location):
     """Defence: (the yardstick of the redirect tests) ``lands_on_this_site`` reads a
     Location as a browser does, so it would catch each of these tricks."""
@@ -303,8 +353,17 @@ FORM_TOKENS = {
 
 
 @pytest.mark.parametrize("token", list(FORM_TOKENS.values()), ids=list(FORM_TOKENS))
-@pytest.mark.parametrize("route", ["/login", "/login/code", "/login/verify", "/logout",
-                                   "/account/sign-out-everywhere", "/account/delete"])
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/login",
+        "/login/code",
+        "/login/verify",
+        "/logout",
+        "/account/sign-out-everywhere",
+        "/account/delete",
+    ],
+)
 def test_forged_form_changes_nothing(app, client, route, token):
     """Defence: CSRFProtect (Flask-WTF) on every POST: a form without this session's
     token gets 400 and changes nothing."""
@@ -326,20 +385,33 @@ def _every_page(app, client) -> dict:
     """One response of each kind of HTML page, signed out and then signed in."""
     import_articles(ARTICLES)
     other, reader = app.test_client(), Reader(app, client)
-    pages = {"front": client.get("/"), "wall": client.get("/articles/train-de-nuit"),
-             "public": client.get("/articles/rivieres"), "form": client.get("/login"),
-             "bad-address": post_form(client, "/login", {"email": "nope"}),
-             "typo": post_form(client, "/login", {"email": "jean@gmial.com"}),
-             "not-found": client.get("/no-such-page")}
+    pages = {
+        "front": client.get("/"),
+        "wall": client.get("/articles/train-de-nuit"),
+        "public": client.get("/articles/rivieres"),
+        "form": client.get("/login"),
+        "bad-address": post_form(client, "/login", {"email": "nope"}),
+        "typo": post_form(client, "/login", {"email": "jean@gmial.com"}),
+        "not-found": client.get("/no-such-page"),
+    }
     reader.ask_for_link(ADDRESS)
     token = reader.last_mail().token
-    pages.update({"sent": client.get("/login/sent"),
-                  "bad-code": post_form(client, "/login/code", {"code": "abc"}),
-                  "confirm": other.get(f"/login/verify?token={token}"),
-                  "bad-link": other.get("/login/verify?token=junk")})
+    pages.update(
+        {
+            "sent": client.get("/login/sent"),
+            "bad-code": post_form(client, "/login/code", {"code": "abc"}),
+            "confirm": other.get(f"/login/verify?token={token}"),
+            "bad-link": other.get("/login/verify?token=junk"),
+        }
+    )
     client.get(f"/login/verify?token={token}")
-    pages.update({"account": client.get("/account"), "used-link": other.get(
-        f"/login/verify?token={token}"), "unlocked": client.get("/articles/train-de-nuit")})
+    pages.update(
+        {
+            "account": client.get("/account"),
+            "used-link": other.get(f"/login/verify?token={token}"),
+            "unlocked": client.get("/articles/train-de-nuit"),
+        }
+    )
     return pages
 
 
@@ -370,12 +442,19 @@ def test_no_page_carries_inline_script(app, client):
         assert "javascript:" not in body.lower(), name
 
 
-@pytest.mark.parametrize(("ancestors", "x_frame_options"), [
-    pytest.param("'self' https://www.news.example", None, marks=pytest.mark.settings(
-        FRAME_ANCESTORS="'self' https://www.news.example")),
-    pytest.param("'self'", "SAMEORIGIN"),
-    pytest.param("'none'", "DENY", marks=pytest.mark.settings(FRAME_ANCESTORS="'none'")),
-], ids=["news-site", "default", "none"])
+@pytest.mark.parametrize(
+    ("ancestors", "x_frame_options"),
+    [
+        pytest.param(
+            "'self' https://www.news.example",
+            None,
+            marks=pytest.mark.settings(FRAME_ANCESTORS="'self' https://www.news.example"),
+        ),
+        pytest.param("'self'", "SAMEORIGIN"),
+        pytest.param("'none'", "DENY", marks=pytest.mark.settings(FRAME_ANCESTORS="'none'")),
+    ],
+    ids=["news-site", "default", "none"],
+)
 def test_who_may_frame_the_pages_comes_from_the_settings(client, ancestors, x_frame_options):
     """Defence: CSP frame-ancestors from FRAME_ANCESTORS (clickjacking), and
     X-Frame-Options only where it can say the same thing (it cannot list sites)."""
@@ -389,8 +468,7 @@ def test_every_response_forbids_content_sniffing(app, client):
     """Defence: X-Content-Type-Options: nosniff on every response, downloads included."""
     responses = list(_every_page(app, client).values())
     responses += [client.get("/account/export"), client.get("/healthz")]
-    assert {response.headers.get("X-Content-Type-Options") for response in responses} == {
-        "nosniff"}
+    assert {response.headers.get("X-Content-Type-Options") for response in responses} == {"nosniff"}
 
 
 def test_pages_reached_with_a_link_token_send_no_referrer(app, reader, client, browser):
@@ -400,15 +478,18 @@ def test_pages_reached_with_a_link_token_send_no_referrer(app, reader, client, b
     token = reader.last_mail().token
     expired = signin.issue(ADDRESS, now=utcnow() - timedelta(hours=1)).token
     db.session.commit()
-    pages = {"confirm": browser.get(f"/login/verify?token={token}"),
-             "invalid": browser.get("/login/verify?token=junk"),
-             "invalid-confirm": post_form(browser, "/login/verify", {"token": token[:-3]}),
-             "expired": browser.get(f"/login/verify?token={expired}"),
-             "signed-in": client.get(f"/login/verify?token={token}"),
-             "used": browser.get(f"/login/verify?token={token}"),
-             "used-confirm": post_form(browser, "/login/verify", {"token": token})}
+    pages = {
+        "confirm": browser.get(f"/login/verify?token={token}"),
+        "invalid": browser.get("/login/verify?token=junk"),
+        "invalid-confirm": post_form(browser, "/login/verify", {"token": token[:-3]}),
+        "expired": browser.get(f"/login/verify?token={expired}"),
+        "signed-in": client.get(f"/login/verify?token={token}"),
+        "used": browser.get(f"/login/verify?token={token}"),
+        "used-confirm": post_form(browser, "/login/verify", {"token": token}),
+    }
     assert {name: r.headers.get("Referrer-Policy") for name, r in pages.items()} == {
-        name: "no-referrer" for name in pages}
+        name: "no-referrer" for name in pages
+    }
 
 
 def test_personal_pages_and_unlocked_bodies_are_never_stored(app, reader, client, browser):
@@ -417,19 +498,26 @@ def test_personal_pages_and_unlocked_bodies_are_never_stored(app, reader, client
     import_articles(ARTICLES)
     reader.ask_for_link(ADDRESS)
     token = reader.last_mail().token
-    pages = {"/login/sent": client.get("/login/sent"),
-             "confirm": browser.get(f"/login/verify?token={token}")}
+    pages = {
+        "/login/sent": client.get("/login/sent"),
+        "confirm": browser.get(f"/login/verify?token={token}"),
+    }
     client.get(f"/login/verify?token={token}")
     for path in ("/account", "/account/export", "/articles/train-de-nuit"):
         pages[path] = client.get(path)
     assert {name: r.headers.get("Cache-Control") for name, r in pages.items()} == {
-        name: "no-store" for name in pages}
+        name: "no-store" for name in pages
+    }
 
 
-@pytest.mark.parametrize("https", [
-    pytest.param(True, marks=pytest.mark.settings(PUBLIC_URL="https://auth.news.example")),
-    pytest.param(False, marks=pytest.mark.settings(PUBLIC_URL="http://news.test")),
-], ids=["https", "http"])
+@pytest.mark.parametrize(
+    "https",
+    [
+        pytest.param(True, marks=pytest.mark.settings(PUBLIC_URL="https://auth.news.example")),
+        pytest.param(False, marks=pytest.mark.settings(PUBLIC_URL="http://news.test")),
+    ],
+    ids=["https", "http"],
+)
 def test_hsts_is_sent_only_when_the_public_url_is_https(client, https):
     """Defence: Strict-Transport-Security on every response when PUBLIC_URL is https
     (error pages too), and never on a plain-http deployment, which it would lock out."""
@@ -447,8 +535,9 @@ def test_oversized_form_is_refused_before_anything_is_queued(client, encoding, l
     """Defence: MAX_CONTENT_LENGTH: a body over the limit gets a 413 page in the reader's
     language before the form is read; even a valid address gets no mail."""
     data = {"email": ADDRESS, "csrf_token": csrf_token(client), "padding": "x" * 100_000}
-    response = client.post("/login", data=data, content_type=encoding,
-                           headers={"Accept-Language": lang})
+    response = client.post(
+        "/login", data=data, content_type=encoding, headers={"Accept-Language": lang}
+    )
     assert_calm_page(response, 413)
     assert f'<html lang="{lang}">' in response.get_data(as_text=True)
     assert says in text_of(response)
@@ -457,8 +546,17 @@ def test_oversized_form_is_refused_before_anything_is_queued(client, encoding, l
 
 # --- Error pages ----------------------------------------------------------------------
 
-LEAKS = ("Traceback", "SELECT", "FROM readers", "RuntimeError", "OperationalError",
-         "sqlite3", "unable to open", "Connection refused", "connection failed")
+LEAKS = (
+    "Traceback",
+    "SELECT",
+    "FROM readers",
+    "RuntimeError",
+    "OperationalError",
+    "sqlite3",
+    "unable to open",
+    "Connection refused",
+    "connection failed",
+)
 
 
 def _crash():
@@ -521,14 +619,47 @@ def test_database_outage_shows_a_calm_503_page(app, monkeypatch, tmp_path, lang)
     """Defence: the OperationalError handler: a database that does not answer gives a
     503 page in the reader's language, without the driver's message."""
     monkeypatch.setenv("AUTH_SERVICE_INSTANCE_PATH", str(tmp_path / "gone"))
-    dead = ("sqlite:////nonexistent-folder/none.sqlite3"
-            if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
-            else f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone")
-    gone = create_app({"SECRET_KEY": SECRET, "TESTING": True, "SQLALCHEMY_DATABASE_URI": dead,
-                       "RATELIMIT_ENABLED": False})
+    dead = (
+        "sqlite:////nonexistent-folder/none.sqlite3"
+        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+        else f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
+    )
+    gone = create_app(
+        {
+            "SECRET_KEY": SECRET,
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": dead,
+            "RATELIMIT_ENABLED": False,
+        }
+    )
     response = gone.test_client().get("/", headers={"Accept-Language": lang})
     assert_calm_page(response, 503)
     body = response.get_data(as_text=True)
     assert f'<html lang="{lang}">' in body
     assert TITLES[503][0 if lang == "fr" else 1] in text_of(response)
     assert not [leak for leak in LEAKS if leak in body]
+
+
+def test_signed_in_reader_also_gets_the_calm_503_page(app, reader, client, monkeypatch, tmp_path):
+    """Defence: the session's reader is looked up without failing when the database is
+    down, so the error page itself does not crash on ``current_user``."""
+    reader.sign_in()
+    session_cookie = client.get_cookie("auth_session")
+    monkeypatch.setenv("AUTH_SERVICE_INSTANCE_PATH", str(tmp_path / "gone"))
+    dead = (
+        "sqlite:////nonexistent-folder/none.sqlite3"
+        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+        else f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
+    )
+    gone = create_app(
+        {
+            "SECRET_KEY": SECRET,
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": dead,
+            "RATELIMIT_ENABLED": False,
+        }
+    )
+    browser = gone.test_client()
+    browser.set_cookie("auth_session", session_cookie.value)
+    response = browser.get("/")
+    assert_calm_page(response, 503)

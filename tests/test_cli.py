@@ -154,3 +154,10 @@ def _get_when_up(url: str, attempts: int = 100) -> str:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"{url} never answered")
+
+
+def test_import_with_a_non_string_access_names_the_article(runner, tmp_path):
+    bad = {**ARTICLE, "access": ["public"]}
+    result = runner.invoke(args=["articles", "import", write(tmp_path, [bad])])
+    assert result.exit_code != 0 and "access" in result.output
+    assert "Traceback" not in result.output

@@ -801,3 +801,10 @@ def test_header_injection_in_the_address_is_refused_and_sends_nothing(client, sm
     assert outbox_rows() == []
     assert outbox.deliver_due().sent == 0
     assert smtp_server.messages == []
+
+
+def test_idle_worker_waits_for_a_claim_to_run_out_instead_of_spinning(client):
+    ask_for_link(client, "reader@example.com")
+    assert outbox.claim_due(10)  # another worker holds it now
+    wait = outbox.seconds_until_next_due()
+    assert wait is not None and wait > outbox.CLAIM_SECONDS - 10

@@ -123,7 +123,7 @@ def parse(item) -> dict:
     if not SLUG.match(slug):
         raise ArticleError(f"'slug' must be lower-case letters, digits and dashes: {slug!r}")
     access = item.get("access", "registered")
-    if access not in ACCESS_LEVELS:
+    if not isinstance(access, str) or access not in ACCESS_LEVELS:
         raise ArticleError("'access' must be 'public' or 'registered'")
     image = item.get("image") or {}
     if not isinstance(image, dict):

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, Flask, redirect, request, url_for
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from ..extensions import db, login_manager
 from ..models import Reader
@@ -11,8 +12,15 @@ bp = Blueprint("auth", __name__)
 
 @login_manager.user_loader
 def load_reader(alternative_id: str) -> Reader | None:
-    """The reader whose current alternative id the session carries, if any."""
-    return db.session.scalar(select(Reader).where(Reader.alternative_id == alternative_id))
+    """The reader whose current alternative id the session carries, if any.
+
+    During a database outage nobody is signed in: the error page must still render.
+    """
+    try:
+        return db.session.scalar(select(Reader).where(Reader.alternative_id == alternative_id))
+    except OperationalError:
+        db.session.rollback()
+        return None
 
 
 @login_manager.unauthorized_handler

@@ -1,9 +1,12 @@
 """Rate limits of signing in, with Flask-Limiter.
 
-Per address: a link at most every minute, 5 an hour, 10 a day, counted only when a
-mail is actually queued. Per client IP: 30 form posts, and 30 link or code checks, in
-5 minutes. Every limit answers 429 with ``Retry-After`` and the same page whether the
-address has an account or not.
+Per address: a link at most every minute, 5 an hour, 10 a day. Only a request that
+would mail meets this limit (see ``abuse.may_mail``), and it is counted before the view
+runs, in one step with the check, so simultaneous requests cannot slip past it.
+
+Per client IP: 30 form posts, and 30 link or code checks, in 5 minutes. Every limit
+answers 429 with ``Retry-After`` and the same page whether the address has an account
+or not.
 """
 
 from __future__ import annotations
@@ -40,11 +43,6 @@ def _address_key() -> str:
     return f"address:{local}@{domain}"
 
 
-def mail_was_queued(response) -> bool:
-    """Count a request against the address only if it queued a mail."""
-    return bool(g.get("mail_queued"))
-
-
 per_address = limiter.limit(
     lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
     key_func=_address_key,
@@ -55,7 +53,6 @@ per_address = limiter.limit(
             as_typed=bool(request.form.get("as_typed")),
         )
     ),
-    deduct_when=mail_was_queued,
     scope="login-per-address",
 )
 per_ip_posts = limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"], scope="login-per-ip")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, g, redirect, render_template, request, session, url_for
+from flask import current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
@@ -75,7 +75,6 @@ def request_link():
     )
     queue_sign_in_mail(issued)
     db.session.commit()
-    g.mail_queued = True  # only now does the request count against the address
     response = redirect(url_for("auth.sent"), 303)
     remember_attempt(response, issued.attempt.id, remembered_attempts(request))
     return response

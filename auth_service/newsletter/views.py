@@ -111,7 +111,7 @@ def preview(slug: str):
     key = current_app.config["NEWSLETTER_PREVIEW_KEY"]
     given = request.headers.get("X-API-Key", "")
     staff = current_user.is_authenticated and current_user.is_staff
-    if not staff and not (key and hmac.compare_digest(given, key)):
+    if not staff and not (key and hmac.compare_digest(given.encode(), key.encode())):
         abort(403)
     letter = subscriptions.newsletter(slug[:64])
     if letter is None:
