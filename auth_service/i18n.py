@@ -6,6 +6,8 @@ browser's Accept-Language header.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Flask, current_app, request
 from flask_babel import format_date, format_time, get_locale
 
@@ -49,9 +51,15 @@ def _remember_choice(response):
     return response
 
 
+def this_page_in(language: str) -> str:
+    """The address of this page in ``language``: the same path and query, ``lang`` swapped."""
+    query = [(key, value) for key, value in request.args.items(multi=True) if key != "lang"]
+    return f"{request.path}?{urlencode([*query, ('lang', language)])}"
+
+
 def _template_globals() -> dict:
-    """Make the current language available to every template."""
-    return {"lang": current_language()}
+    """Make the current language, and the way to switch it, available to every template."""
+    return {"lang": current_language(), "this_page_in": this_page_in}
 
 
 def format_date_local(moment) -> str:

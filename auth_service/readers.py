@@ -8,7 +8,14 @@ from sqlalchemy import delete, select
 
 from .addresses import transport_address
 from .extensions import db
-from .models import LoginAttempt, NewsletterConsent, OutboxMessage, Reader, SignInEvent
+from .models import (
+    LoginAttempt,
+    NewsletterConsent,
+    OutboxMessage,
+    Reader,
+    SignInEvent,
+    Suppression,
+)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -59,6 +66,7 @@ def export(reader: Reader) -> dict:
             }
             for event in reader.sign_ins
         ],
+        "mail_problem": _suppression_of(reader),
         "sessions": {
             "note": "Sessions live in signed browser cookies; signing out everywhere "
             "ends all of them.",
@@ -66,14 +74,23 @@ def export(reader: Reader) -> dict:
     }
 
 
+def _suppression_of(reader: Reader) -> dict | None:
+    """The bounce or complaint recorded for the reader's address, if any."""
+    found = db.session.scalar(select(Suppression).where(Suppression.email == reader.email))
+    if found is None:
+        return None
+    return {"event": found.event, "reported_at": _iso(found.reported_at)}
+
+
 def delete_reader(reader: Reader) -> None:
     """Delete ``reader`` and everything kept about their address, then commit.
 
-    Consents and sign-ins go with the account (``ON DELETE CASCADE``); sign-in attempts
-    and mail still in the outbox name the address, so they go too.
+    Consents and sign-ins go with the account (``ON DELETE CASCADE``); sign-in attempts,
+    a recorded bounce and mail still in the outbox name the address, so they go too.
     """
     address = reader.email
     db.session.execute(delete(LoginAttempt).where(LoginAttempt.email == address))
+    db.session.execute(delete(Suppression).where(Suppression.email == address))
     db.session.execute(
         delete(OutboxMessage).where(
             OutboxMessage.to_address.in_({address, transport_address(address)})

@@ -57,21 +57,46 @@ def subscriptions(reader: Reader) -> list[tuple[Newsletter, bool]]:
 
 def subscribe(reader: Reader, letter: Newsletter, *, wording: str, source: str) -> None:
     """Record consent to ``letter`` (once), with the wording shown and where; commit."""
+    _open(reader, letter, wording=wording, source=source)
+    db.session.commit()
+
+
+def unsubscribe(reader: Reader, letter: Newsletter, *, now: datetime | None = None) -> bool:
+    """Withdraw consent to ``letter``; commit. Whether there was one to withdraw."""
+    withdrawn = _close(reader, letter, now or utcnow())
+    db.session.commit()
+    return withdrawn
+
+
+def choose(reader: Reader, chosen: set[str], *, wordings: dict[str, str], source: str) -> None:
+    """Receive exactly the ``chosen`` newsletters (by slug); one commit for all.
+
+    ``wordings`` holds, per slug, the label the reader ticked: it is their consent.
+    """
+    now = utcnow()
+    for letter, subscribed in subscriptions(reader):
+        if letter.slug in chosen and not subscribed:
+            _open(reader, letter, wording=wordings.get(letter.slug, letter.slug), source=source)
+        elif letter.slug not in chosen and subscribed:
+            _close(reader, letter, now)
+    db.session.commit()
+
+
+def _open(reader: Reader, letter: Newsletter, *, wording: str, source: str) -> None:
+    """Add a consent row unless one is open."""
     if open_consent(reader, letter) is None:
         db.session.add(
             NewsletterConsent(
                 reader=reader, newsletter=letter, wording=wording, source=source[:2048]
             )
         )
-    db.session.commit()
 
 
-def unsubscribe(reader: Reader, letter: Newsletter, *, now: datetime | None = None) -> bool:
-    """Withdraw consent to ``letter``; commit. Whether there was one to withdraw."""
+def _close(reader: Reader, letter: Newsletter, now: datetime) -> bool:
+    """Withdraw the open consent, if any; whether there was one."""
     consent = open_consent(reader, letter)
     if consent is not None:
-        consent.withdrawn_at = now or utcnow()
-    db.session.commit()
+        consent.withdrawn_at = now
     return consent is not None
 
 

@@ -142,7 +142,9 @@ def parse(item) -> dict:
         "image_url": _image_url(_text(image, "url", 2048)),
         "image_caption": _text(image, "caption", 2000),
         "image_credit": _text(image, "credit", 500),
-        "image_alt": _text(image, "alt", 2000) or _text(image, "caption", 2000),
+        # No alt given: the figure's caption describes the picture, so the image itself
+        # stays silent rather than have screen readers say the caption twice.
+        "image_alt": _text(image, "alt", 2000),
         "tags": [tag.strip()[:100] for tag in tags if tag.strip()][:20],
         "access": access,
         "published_at": _published_at(item.get("published_at")),

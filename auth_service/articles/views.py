@@ -3,7 +3,7 @@
 from flask import abort, render_template
 from flask_login import current_user
 
-from ..auth.forms import LoginForm
+from ..auth.forms import blank_login_form
 from ..security import private_page
 from . import bp, store
 
@@ -23,5 +23,5 @@ def article(slug: str):
     gated = found.is_gated_for(current_user)
     if current_user.is_authenticated:
         private_page()  # the page now differs per reader: never cache it
-    wall = LoginForm(next=f"/articles/{found.slug}") if gated else None
+    wall = blank_login_form(f"/articles/{found.slug}") if gated else None
     return render_template("articles/article.html", article=found, gated=gated, wall=wall)

@@ -1,5 +1,8 @@
 """The forms of signing in; each carries a CSRF token in ``csrf_token``."""
 
+from __future__ import annotations
+
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
@@ -40,6 +43,11 @@ NEWSLETTER_WORDING = _l(
     "Send me the daily front page newsletter (free, one email each morning; "
     "unsubscribe in one click)."
 )
+
+
+def blank_login_form(next_url: str) -> LoginForm:
+    """The empty form of the wall and the login page; the box ticked only if configured."""
+    return LoginForm(next=next_url, newsletter=current_app.config["NEWSLETTER_DEFAULT_OPT_IN"])
 
 
 class LoginForm(FlaskForm):

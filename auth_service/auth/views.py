@@ -15,7 +15,14 @@ from ..i18n import current_language
 from ..security import private_page, token_page
 from . import bp
 from .browser import forget_attempts, remember_attempt, remembered_attempts, safe_next
-from .forms import NEWSLETTER_WORDING, REFUSALS, CodeForm, ConfirmLinkForm, LoginForm
+from .forms import (
+    NEWSLETTER_WORDING,
+    REFUSALS,
+    CodeForm,
+    ConfirmLinkForm,
+    LoginForm,
+    blank_login_form,
+)
 from .limits import per_address, per_ip_checks, per_ip_posts
 from .mails import queue_sign_in_mail
 
@@ -37,7 +44,7 @@ def login():
     next_url = safe_next(request.args.get("next"))
     if current_user.is_authenticated:
         return redirect(next_url, 303)
-    form = LoginForm(next=next_url)
+    form = blank_login_form(next_url)
     return render_template("auth/login.html", form=form)
 
 

@@ -13,6 +13,7 @@ from .. import editions, subscriptions
 from ..addresses import InvalidAddress, normalise_address
 from ..errors import render_error
 from ..extensions import csrf
+from ..i18n import current_language
 from ..mailer import personalise
 from ..security import token_page
 from . import bp
@@ -68,7 +69,9 @@ def resubscribe():
     """One click back, from the page that confirmed the unsubscription."""
     token_page()
     reader, letter = _reader_and_letter()
-    subscriptions.subscribe(reader, letter, wording=_("Subscribe again"), source=request.path)
+    subscriptions.subscribe(
+        reader, letter, wording=_("Oops, subscribe me again"), source=request.path
+    )
     return render_template(
         "newsletter/unsubscribe.html", letter=letter, subscribed=True, done=False, resubscribed=True
     )
@@ -94,15 +97,18 @@ def preferences():
     )
 
 
+def consent_wording(letter, locale: str) -> str:
+    """The label of a newsletter's box, as the reader saw it: the consent they gave."""
+    return _("Receive %(name)s", name=letter.name(locale))
+
+
 def apply_choices(reader, chosen: set[str], *, source: str) -> None:
-    """Subscribe to the chosen newsletters and unsubscribe from the others."""
-    for letter, subscribed in subscriptions.subscriptions(reader):
-        if letter.slug in chosen and not subscribed:
-            subscriptions.subscribe(
-                reader, letter, wording=_("Chosen on the preferences page"), source=source
-            )
-        elif letter.slug not in chosen and subscribed:
-            subscriptions.unsubscribe(reader, letter)
+    """Receive exactly the ticked newsletters, recording the label of each box ticked."""
+    locale = current_language()
+    wordings = {
+        letter.slug: consent_wording(letter, locale) for letter in subscriptions.all_newsletters()
+    }
+    subscriptions.choose(reader, chosen, wordings=wordings, source=source)
 
 
 @bp.get("/newsletter/<slug>/preview")
