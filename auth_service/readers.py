@@ -35,11 +35,6 @@ def recent_sign_ins(reader: Reader, limit: int = 10) -> list[SignInEvent]:
     )
 
 
-def active_consents(reader: Reader) -> list[NewsletterConsent]:
-    """The newsletters the reader currently receives."""
-    return [consent for consent in reader.consents if consent.withdrawn_at is None]
-
-
 def export(reader: Reader) -> dict:
     """Everything the service keeps about ``reader``, as JSON-ready data."""
     return {
