@@ -23,6 +23,11 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
+def by_alternative_id(alternative_id: str) -> Reader | None:
+    """The reader whose sessions carry this id (see ``Reader.get_id``)."""
+    return db.session.scalar(select(Reader).where(Reader.alternative_id == alternative_id))
+
+
 def recent_sign_ins(reader: Reader, limit: int = 10) -> list[SignInEvent]:
     """The reader's latest sign-ins, newest first."""
     return list(

@@ -1,12 +1,9 @@
 """The reader's account: their data, sign out everywhere, export, delete."""
 
-from flask import Blueprint
-
 from ..readers import describe_device
+from .views import bp
 
-bp = Blueprint("account", __name__)
-
-from . import views  # noqa: E402,F401  (the routes attach themselves to ``bp``)
+__all__ = ["bp"]
 
 
 @bp.app_template_filter("device_name")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, logout_user
 
 from .. import addresses, readers, signin, subscriptions
 from ..newsletter.views import apply_choices
 from ..security import private_page
-from . import bp
+
+bp = Blueprint("account", __name__)
 
 
 def _render_account(**extra):

@@ -1,7 +1,5 @@
 """The front page and the article page, with the registration wall."""
 
-from flask import Blueprint
+from .views import bp
 
-bp = Blueprint("articles", __name__)
-
-from . import views  # noqa: E402,F401  (the routes attach themselves to ``bp``)
+__all__ = ["bp"]

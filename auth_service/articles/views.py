@@ -1,11 +1,13 @@
 """Routes of reading: the front page and the article page with its wall."""
 
-from flask import abort, render_template
+from flask import Blueprint, abort, render_template
 from flask_login import current_user
 
 from ..auth.forms import blank_login_form
 from ..security import private_page
-from . import bp, store
+from . import store
+
+bp = Blueprint("articles", __name__)
 
 
 @bp.get("/")

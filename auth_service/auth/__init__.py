@@ -1,13 +1,14 @@
 """Sign up or sign in, check your email, verify the link or code, sign out."""
 
-from flask import Blueprint, Flask, redirect, request, url_for
-from sqlalchemy import select
+from flask import Flask, redirect, request, url_for
 from sqlalchemy.exc import OperationalError
 
+from .. import readers
 from ..extensions import db, login_manager
 from ..models import Reader
+from .views import bp
 
-bp = Blueprint("auth", __name__)
+__all__ = ["bp", "init_app"]
 
 
 @login_manager.user_loader
@@ -17,7 +18,7 @@ def load_reader(alternative_id: str) -> Reader | None:
     During a database outage nobody is signed in: the error page must still render.
     """
     try:
-        return db.session.scalar(select(Reader).where(Reader.alternative_id == alternative_id))
+        return readers.by_alternative_id(alternative_id)
     except OperationalError:
         db.session.rollback()
         return None
@@ -37,6 +38,3 @@ def init_app(app: Flask) -> None:
     # sign-in already rotates the session, and mobile readers change networks often.
     login_manager.session_protection = None
     app.register_blueprint(bp)
-
-
-from . import views  # noqa: E402,F401  (the routes attach themselves to ``bp``)

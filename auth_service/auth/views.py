@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
@@ -13,7 +13,6 @@ from ..errors import ServiceBusy
 from ..extensions import db
 from ..i18n import current_language
 from ..security import private_page, token_page
-from . import bp
 from .browser import forget_attempts, remember_attempt, remembered_attempts, safe_next
 from .forms import (
     NEWSLETTER_WORDING,
@@ -25,6 +24,8 @@ from .forms import (
 )
 from .limits import per_address, per_ip_checks, per_ip_posts
 from .mails import queue_sign_in_mail
+
+bp = Blueprint("auth", __name__)
 
 MAX_TOKEN_LENGTH = 1024
 

@@ -1,8 +1,6 @@
 """Newsletters: preferences and one-click unsubscribe without signing in, staff
 preview, and the mail provider's bounce/complaint webhook."""
 
-from flask import Blueprint
+from .views import bp
 
-bp = Blueprint("newsletter", __name__)
-
-from . import views  # noqa: E402,F401  (the routes attach themselves to ``bp``)
+__all__ = ["bp"]

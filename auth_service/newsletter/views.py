@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from datetime import date, datetime
 
-from flask import abort, current_app, make_response, render_template, request
+from flask import Blueprint, abort, current_app, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -16,7 +16,8 @@ from ..extensions import csrf
 from ..i18n import current_language
 from ..mailer import personalise
 from ..security import token_page
-from . import bp
+
+bp = Blueprint("newsletter", __name__)
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
