@@ -143,6 +143,12 @@ def _sender_address(app: Flask) -> str:
     return address
 
 
+def signing_keys(app: Flask) -> list[str]:
+    """The secret keys for itsdangerous, oldest first: it signs with the last (current)
+    one and accepts all, which is how Flask 3.1 rotates ``SECRET_KEY``."""
+    return [*app.config.get("SECRET_KEY_FALLBACKS", []), app.config["SECRET_KEY"]]
+
+
 def public_host(app: Flask) -> str:
     """The host name of ``PUBLIC_URL``: the domain of Message-IDs."""
     return urlsplit(app.config["PUBLIC_URL"]).hostname or "localhost"

@@ -22,6 +22,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .config import signing_keys
 from .extensions import db
 from .models import (
     LoginAttempt,
@@ -68,9 +69,7 @@ class IssuedLogin:
 
 def _serializer() -> URLSafeTimedSerializer:
     """The link serializer, verifying with old keys and signing with the current one."""
-    config = current_app.config
-    keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
-    return URLSafeTimedSerializer(keys, salt=LINK_SALT)
+    return URLSafeTimedSerializer(signing_keys(current_app), salt=LINK_SALT)
 
 
 def _hash_secret(secret: str) -> str:

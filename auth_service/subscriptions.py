@@ -14,6 +14,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete, select
 
+from .config import signing_keys
 from .extensions import db
 from .models import Newsletter, NewsletterConsent, Reader, Suppression, utcnow
 
@@ -105,9 +106,7 @@ def _close(reader: Reader, letter: Newsletter, now: datetime) -> bool:
 
 def _serializer() -> URLSafeSerializer:
     """No expiry: a link in last year's newsletter must still unsubscribe."""
-    config = current_app.config
-    keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
-    return URLSafeSerializer(keys, salt=PREFERENCES_SALT)
+    return URLSafeSerializer(signing_keys(current_app), salt=PREFERENCES_SALT)
 
 
 def _fingerprint(email: str) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_required, logout_user
+from flask_login import current_user, login_required
 
 from .. import addresses, readers, signin, subscriptions
+from ..auth.browser import sign_out_this_browser
 from ..newsletter.views import apply_choices
 from ..security import private_page
 
@@ -40,8 +41,7 @@ def account():
 def sign_out_everywhere():
     """End every session of this reader, on every device."""
     signin.sign_out_everywhere(current_user._get_current_object())
-    logout_user()
-    session.clear()
+    sign_out_this_browser()
     flash(_("You are signed out on every device."), "success")
     return redirect(url_for("articles.front_page"), 303)
 
@@ -72,8 +72,7 @@ def delete():
         error = _("Type your email address exactly as shown above to delete your account.")
         return _render_account(delete_error=error, typed=typed[:320]), 422
     readers.delete_reader(current_user._get_current_object())
-    logout_user()
-    session.clear()
+    sign_out_this_browser()
     flash(_("Your account and its data have been deleted."), "success")
     return redirect(url_for("articles.front_page"), 303)
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app
+from flask import current_app, session
+from flask_login import logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from ..config import signing_keys
 
 COOKIE_SALT = "auth-service.attempt-cookie"
 COOKIE_PATH = "/login"
@@ -23,9 +26,7 @@ GRACE_SECONDS = 3600
 
 def _serializer() -> URLSafeTimedSerializer:
     """Signs the cookie with the current key; accepts the fallback keys too."""
-    config = current_app.config
-    keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
-    return URLSafeTimedSerializer(keys, salt=COOKIE_SALT)
+    return URLSafeTimedSerializer(signing_keys(current_app), salt=COOKIE_SALT)
 
 
 def _cookie_age() -> int:
@@ -60,6 +61,12 @@ def remember_attempt(response, attempt_id: str, earlier: list[str]) -> None:
         samesite="Lax",
         secure=config["SESSION_COOKIE_SECURE"],
     )
+
+
+def sign_out_this_browser() -> None:
+    """End this browser's session: the reader, and everything else it held."""
+    logout_user()
+    session.clear()
 
 
 def forget_attempts(response) -> None:

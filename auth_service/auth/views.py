@@ -6,14 +6,20 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_user
 
 from .. import abuse, signin
 from ..errors import ServiceBusy
 from ..extensions import db
 from ..i18n import current_language
 from ..security import private_page, token_page
-from .browser import forget_attempts, remember_attempt, remembered_attempts, safe_next
+from .browser import (
+    forget_attempts,
+    remember_attempt,
+    remembered_attempts,
+    safe_next,
+    sign_out_this_browser,
+)
 from .forms import (
     NEWSLETTER_WORDING,
     REFUSALS,
@@ -187,8 +193,7 @@ def confirm():
 @bp.post("/logout")
 def logout():
     """Sign this browser out."""
-    logout_user()
-    session.clear()
+    sign_out_this_browser()
     return redirect(url_for("articles.front_page"), 303)
 
 
