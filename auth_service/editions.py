@@ -132,9 +132,9 @@ def _edition(letter: Newsletter, day: date, locale: str, articles: list[Article]
 
 
 def _subscribers_after(letter: Newsletter, last_id: int, limit: int):
-    """The next subscribed, unsuppressed readers after ``last_id``: (id, email, locale)."""
+    """The next subscribed, unsuppressed readers after ``last_id``."""
     return db.session.execute(
-        select(Reader.id, Reader.email, Reader.locale)
+        select(Reader.id, Reader.email, Reader.locale, Reader.created_at)
         .join(NewsletterConsent, NewsletterConsent.reader_id == Reader.id)
         .where(
             NewsletterConsent.newsletter_id == letter.id,
@@ -164,26 +164,50 @@ def queue_edition(
             locale: _edition(letter, day, locale, articles)
             for locale in current_app.config["LANGUAGES"]
         }
-    links = _LinkMaker(letter)
+    copies = _CopyMaker(letter)
     last_id = 0
     while batch := _subscribers_after(letter, last_id, batch_size):
         last_id = batch[-1].id
         keys = {row.id: f"{slug}:{day.isoformat()}:{row.id}" for row in batch}
-        done = set(
-            db.session.scalars(
-                select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(keys.values()))
-            )
-        )
-        fresh = [row for row in batch if keys[row.id] not in done]
-        report.already_queued += len(batch) - len(fresh)
-        report.queued += len(fresh)
-        if dry_run or not fresh:
-            continue
-        rows = [links.copy_of(row, editions, keys[row.id]) for row in fresh]
-        db.session.execute(insert(OutboxMessage), rows)
-        _wake_workers()
-        db.session.commit()
+        if dry_run:
+            queued = len(batch) - len(_already_queued(keys))
+        else:
+            queued = _queue_batch(batch, keys, copies, editions)
+        report.queued += queued
+        report.already_queued += len(batch) - queued
     return report
+
+
+def _already_queued(keys: dict[int, str]) -> set[str]:
+    """Which of these copies are in the outbox already."""
+    return set(
+        db.session.scalars(
+            select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(keys.values()))
+        )
+    )
+
+
+def _queue_batch(batch, keys: dict[int, str], copies, editions) -> int:
+    """Insert the copies of this batch that are not queued yet; commit; how many.
+
+    Another run of the same edition may insert some of them at the same moment: the
+    unique key then refuses ours, and the batch is simply looked at again.
+    """
+    for _attempt in range(3):
+        done = _already_queued(keys)
+        rows = [
+            copies.copy_of(row, editions, keys[row.id]) for row in batch if keys[row.id] not in done
+        ]
+        if not rows:
+            return 0
+        try:
+            db.session.execute(insert(OutboxMessage), rows)
+            _wake_workers()
+            db.session.commit()
+            return len(rows)
+        except IntegrityError:
+            db.session.rollback()
+    raise EditionError("another run keeps queueing the same copies; try again")
 
 
 def _wake_workers() -> None:
@@ -193,7 +217,7 @@ def _wake_workers() -> None:
         db.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
-class _LinkMaker:
+class _CopyMaker:
     """Builds each reader's copy: their links, the list headers, the outbox row."""
 
     def __init__(self, letter: Newsletter):
@@ -212,7 +236,7 @@ class _LinkMaker:
         """The outbox row of one reader's copy."""
         locale = row.locale if row.locale in self.languages else self.default
         edition = editions[locale]
-        token = subscriptions.token_for_id(row.id, row.email)
+        token = subscriptions.token_for_id(row.id, row.email, row.created_at)
         unsubscribe = f"{self.unsubscribe_base}?n={self.letter.slug}&token={token}"
         return {
             "message_id": make_msgid(domain=self.domain),

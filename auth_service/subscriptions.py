@@ -8,7 +8,7 @@ subscribing again opens a new one with the wording shown that time.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -109,19 +109,21 @@ def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(signing_keys(current_app), salt=PREFERENCES_SALT)
 
 
-def _fingerprint(email: str) -> str:
-    """A short digest of the address, so a link dies with the account it was made for."""
-    return hashlib.sha256(email.encode()).hexdigest()[:16]
+def _fingerprint(email: str, created_at: datetime) -> str:
+    """A digest of the account: a link dies with the account it was made for, even if
+    the same address signs up again and (SQLite reuses ids) gets the same id."""
+    stamp = created_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return hashlib.sha256(f"{email}\n{stamp}".encode()).hexdigest()[:20]
 
 
 def preferences_token(reader: Reader) -> str:
     """The signed token of a reader's preference and unsubscribe links."""
-    return token_for_id(reader.id, reader.email)
+    return token_for_id(reader.id, reader.email, reader.created_at)
 
 
-def token_for_id(reader_id: int, email: str) -> str:
-    """:func:`preferences_token` from a reader's id and address, for bulk sends."""
-    return _serializer().dumps({"r": reader_id, "f": _fingerprint(email)})
+def token_for_id(reader_id: int, email: str, created_at: datetime) -> str:
+    """:func:`preferences_token` from a reader's columns, for bulk sends."""
+    return _serializer().dumps({"r": reader_id, "f": _fingerprint(email, created_at)})
 
 
 def reader_from_token(token: str) -> Reader | None:
@@ -133,7 +135,7 @@ def reader_from_token(token: str) -> Reader | None:
     if not isinstance(payload, dict) or not isinstance(payload.get("r"), int):
         return None
     reader = db.session.get(Reader, payload["r"])
-    if reader is None or payload.get("f") != _fingerprint(reader.email):
+    if reader is None or payload.get("f") != _fingerprint(reader.email, reader.created_at):
         return None
     return reader
 

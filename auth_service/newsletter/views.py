@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, make_response, render_template, request
 from flask_babel import gettext as _
@@ -124,8 +125,9 @@ def preview(slug: str):
     if letter is None:
         abort(404)
     raw_day = request.args.get("date", "")
+    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
     try:
-        day = date.fromisoformat(raw_day[:10]) if raw_day else date.today()
+        day = date.fromisoformat(raw_day) if raw_day else datetime.now(zone).date()
     except ValueError:
         return render_error(400, message=_("The date must look like 2026-11-28."))
     articles = editions.articles_of(day)

@@ -1,0 +1,485 @@
+"""The newsletter as readers meet it: consent at sign-up, their choices, the signed links.
+
+Editions travel for real: ``auth-service newsletter send daily`` queues them through the
+outbox, ``outbox.deliver_due`` hands them over SMTP to an aiosmtpd server on 127.0.0.1,
+and the tests read the links the way a reader's mail client shows them. Sending itself
+(headers, RFC 8058, crashes, who gets what) is in ``test_newsletter_edition.py``, the
+bounce webhook and the staff preview in ``test_newsletter_publisher.py``; both import the
+helpers below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from datetime import UTC, date, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import pytest
+from conftest import SECRET, csrf_token
+from conftest import Reader as Browser
+from itsdangerous import URLSafeSerializer
+from sqlalchemy import func, select
+
+from auth_service import outbox, subscriptions
+from auth_service.articles.store import import_articles
+from auth_service.extensions import db
+from auth_service.models import NewsletterConsent, Reader
+
+SITE = "http://news.test"  # PUBLIC_URL in the app fixture
+DAY = date(2025, 3, 10)  # a Monday, long past: the edition's day in Europe/Paris
+NEXT_DAY = date(2025, 3, 11)
+EMPTY_DAY = date(2025, 3, 12)  # nothing was published that day
+
+
+def article(slug: str, title: str, published_at: str, **extra) -> dict:
+    """One article of the import format, with a photo on this site."""
+    return {
+        "slug": slug,
+        "title": title,
+        "kicker": "Essai",
+        "standfirst": f"Le chapeau de « {title} ».",
+        "body_html": "<p>Premier paragraphe.</p><p>La suite, pour les inscrits.</p>",
+        "image": {"url": "/static/demo/train-de-nuit.svg", "caption": "Un train", "credit": "AFP"},
+        "tags": ["essai"],
+        "access": "registered",
+        "published_at": published_at,
+        **extra,
+    }
+
+
+# Paris is at UTC+1 in March: 23:30 UTC on the 9th is 00:30 on the 10th in Paris.
+ARTICLES = [
+    article("le-train-de-nuit", "Le train de nuit revient", "2025-03-10T07:30:00+01:00"),
+    article("minuit-a-paris", "Minuit à Paris", "2025-03-09T23:30:00Z"),
+    article("le-soir", "Le soir tombe", "2025-03-10T18:00:00+01:00", access="public"),
+    article("le-lendemain", "Déjà le lendemain", "2025-03-10T23:30:00Z"),
+    article("le-mardi", "Un mardi ordinaire", "2025-03-11T09:00:00+01:00"),
+]
+DAY_TITLES = ["Le soir tombe", "Le train de nuit revient", "Minuit à Paris"]  # newest first
+NOT_THAT_DAY = ["Déjà le lendemain", "Un mardi ordinaire"]
+
+
+# --- Setting the scene ------------------------------------------------------------------
+
+
+def publish(items: list[dict] = ARTICLES) -> None:
+    """Import articles as the newsroom does."""
+    import_articles(items)
+
+
+def daily():
+    """The daily front-page newsletter, there from the first migration."""
+    letter = subscriptions.newsletter("daily")
+    assert letter is not None
+    return letter
+
+
+def new_reader(email: str, *, locale: str = "fr", subscribed: bool = True) -> Reader:
+    """A reader with an account, subscribed to the daily newsletter unless told not to."""
+    reader = Reader(email=email, locale=locale)
+    db.session.add(reader)
+    db.session.commit()
+    if subscribed:
+        subscriptions.subscribe(reader, daily(), wording="Recevoir La Une du jour", source="test")
+    return reader
+
+
+def reader_named(email: str) -> Reader:
+    """The reader who owns ``email`` now."""
+    db.session.commit()  # see what the requests committed
+    found = db.session.scalar(select(Reader).where(Reader.email == email))
+    assert found is not None, f"no reader {email}"
+    return found
+
+
+def is_subscribed(email: str) -> bool:
+    """Whether ``email``'s reader holds an open consent to the daily newsletter."""
+    return subscriptions.open_consent(reader_named(email), daily()) is not None
+
+
+def consents_of(email: str) -> list[NewsletterConsent]:
+    """Every consent row of a reader, oldest first."""
+    return list(
+        db.session.scalars(
+            select(NewsletterConsent)
+            .where(NewsletterConsent.reader_id == reader_named(email).id)
+            .order_by(NewsletterConsent.id)
+        )
+    )
+
+
+# --- Sending and reading mail -------------------------------------------------------------
+
+
+def send(runner, day: date = DAY, *options: str):
+    """Run ``auth-service newsletter send daily --date DAY`` and return click's result."""
+    return runner.invoke(args=["newsletter", "send", "daily", "--date", day.isoformat(), *options])
+
+
+def parse(envelope) -> EmailMessage:
+    """An envelope's bytes as a mail client reads them."""
+    content = envelope.original_content or envelope.content
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    return BytesParser(policy=policy.default).parsebytes(content)
+
+
+def newsletters_at(smtp_server) -> list[EmailMessage]:
+    """Every newsletter copy the SMTP server accepted so far (sign-in mails left out)."""
+    return [m for m in map(parse, smtp_server.messages) if m["List-Id"] is not None]
+
+
+def newsletter_recipients(smtp_server) -> list[str]:
+    """The envelope recipient of every newsletter copy accepted so far."""
+    return [
+        address
+        for envelope in smtp_server.messages
+        if parse(envelope)["List-Id"] is not None
+        for address in envelope.rcpt_tos
+    ]
+
+
+def send_and_deliver(runner, smtp_server, day: date = DAY) -> list[EmailMessage]:
+    """Queue the day's edition, deliver the outbox, return the copies that just arrived."""
+    before = len(newsletters_at(smtp_server))
+    result = send(runner, day)
+    assert result.exit_code == 0, result.output
+    outbox.deliver_due()
+    return newsletters_at(smtp_server)[before:]
+
+
+def copy_for(copies: list[EmailMessage], email: str) -> EmailMessage:
+    """The one copy addressed to ``email``."""
+    found = [m for m in copies if m["To"] == email]
+    assert len(found) == 1, [m["To"] for m in copies]
+    return found[0]
+
+
+def text_part(message: EmailMessage) -> str:
+    """The plain-text part, decoded, lines as a mail client shows them."""
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None and part.get_content_type() == "text/plain"
+    return part.get_content().replace("\r\n", "\n")
+
+
+def html_part(message: EmailMessage) -> str:
+    """The HTML part, decoded."""
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None and part.get_content_type() == "text/html"
+    return part.get_content().replace("\r\n", "\n")
+
+
+def link_line(message: EmailMessage, path: str) -> str:
+    """The line of the text part that is a link to ``path`` on the public site."""
+    found = re.findall(rf"^({re.escape(SITE + path)}\S*)$", text_part(message), re.MULTILINE)
+    assert len(found) == 1, text_part(message)
+    return found[0]
+
+
+def preferences_link(message: EmailMessage) -> str:
+    """The signed "choose your newsletters" link of a newsletter copy."""
+    return link_line(message, "/newsletter/preferences?token=")
+
+
+def swap_token(link: str, token: str) -> str:
+    """``link`` with another ``token=`` value."""
+    return re.sub(r"token=[^&\s]+", f"token={token}", link)
+
+
+def token_of(link: str) -> str:
+    """The ``token=`` value of a link."""
+    return re.search(r"token=([^&\s]+)", link).group(1)
+
+
+def tampered(token: str) -> str:
+    """``token`` with the first character of its signature changed."""
+    payload, _, signature = token.rpartition(".")
+    first = "A" if signature[0] != "A" else "B"
+    return f"{payload}.{first}{signature[1:]}"
+
+
+# --- Reading pages ------------------------------------------------------------------------
+
+
+def label_of(page: str, input_id: str) -> str:
+    """The text of the label of a form field, as the reader reads it."""
+    match = re.search(rf'<label for="{input_id}">(.*?)</label>', page, re.DOTALL)
+    assert match, f"no label for {input_id}"
+    return html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip()
+
+
+def is_ticked(page: str, input_id: str) -> bool:
+    """Whether a checkbox starts ticked."""
+    match = re.search(rf'<input[^>]*\bid="{input_id}"[^>]*>', page)
+    assert match, f"no box {input_id}"
+    return re.search(r"\schecked\b", match.group(0)) is not None
+
+
+def form_actions(page: str) -> list[str]:
+    """The ``action`` of every form on a page, unescaped."""
+    return [html.unescape(action) for action in re.findall(r'<form[^>]*action="([^"]*)"', page)]
+
+
+def save_choices(client, page: str, chosen: list[str]):
+    """Tick exactly ``chosen`` in the newsletter form of ``page`` and submit it."""
+    data = {"csrf_token": csrf_token(client, page), "newsletter": chosen}
+    action = "/account/newsletters" if page == "/account" else page
+    return client.post(action, data=data)
+
+
+# --- Consent on the wall ------------------------------------------------------------------
+
+
+def test_the_wall_opt_in_records_the_wording_shown_and_the_page_at_sign_in(app, client):
+    publish()
+    page = client.get("/articles/le-train-de-nuit").get_data(as_text=True)
+    shown = label_of(page, "newsletter")
+    assert not is_ticked(page, "newsletter")  # NEWSLETTER_DEFAULT_OPT_IN is off by default
+    asked = client.post(
+        "/login",
+        data={
+            "email": "wall@example.com",
+            "next": "/articles/le-train-de-nuit",
+            "newsletter": "y",
+            "csrf_token": csrf_token(client, "/articles/le-train-de-nuit"),
+        },
+    )
+    assert asked.status_code == 303
+    # An address nobody confirmed owns nothing and receives no newsletter.
+    assert db.session.scalar(select(func.count(NewsletterConsent.id))) == 0
+    before = datetime.now(UTC)
+
+    opened = client.get(f"/login/verify?token={Browser(app, client).last_mail().token}")
+
+    assert opened.status_code == 303 and opened.location.endswith("/articles/le-train-de-nuit")
+    [consent] = consents_of("wall@example.com")
+    assert consent.newsletter.slug == "daily"
+    assert consent.wording == shown
+    assert "newsletter" in shown.lower()  # the French sentence of the box, not a key
+    assert consent.source == "/articles/le-train-de-nuit"
+    assert before - timedelta(seconds=5) <= consent.consented_at <= datetime.now(UTC)
+    assert consent.withdrawn_at is None
+
+
+def test_an_english_reader_s_consent_holds_the_english_sentence_they_saw(app, client):
+    publish()
+    client.get("/?lang=en")  # the reader chose English; the cookie keeps it
+    page = client.get("/login").get_data(as_text=True)
+    shown = label_of(page, "newsletter")
+
+    Browser(app, client).sign_in("english@example.com", next_url="/", newsletter=True)
+
+    [consent] = consents_of("english@example.com")
+    assert consent.wording == shown
+    assert shown.startswith("Send me the daily front page newsletter")
+
+
+def test_no_box_ticked_means_no_consent(reader):
+    reader.sign_in("quiet@example.com", newsletter=False)
+    assert consents_of("quiet@example.com") == []
+
+
+def test_the_box_starts_unticked_by_default(client):
+    publish()
+    assert not is_ticked(client.get("/login").get_data(as_text=True), "newsletter")
+    page = client.get("/articles/le-train-de-nuit").get_data(as_text=True)
+    assert not is_ticked(page, "newsletter")
+
+
+@pytest.mark.settings(NEWSLETTER_DEFAULT_OPT_IN=True)
+def test_the_setting_pre_ticks_the_box_of_the_wall_and_the_login_page(client):
+    publish()
+    page = client.get("/articles/le-train-de-nuit").get_data(as_text=True)
+    assert is_ticked(page, "newsletter")
+    assert is_ticked(client.get("/login").get_data(as_text=True), "newsletter")
+
+
+def test_signing_in_again_does_not_add_a_second_consent(reader, client):
+    reader.sign_in("twice@example.com", newsletter=True)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/account")})
+    reader.sign_in("twice@example.com", newsletter=True)
+    assert len(consents_of("twice@example.com")) == 1
+
+
+# --- The account page -------------------------------------------------------------------
+
+
+def test_the_account_page_toggle_subscribes_with_the_label_the_reader_saw(reader, client):
+    reader.sign_in("toggle@example.com")
+    page = client.get("/account").get_data(as_text=True)
+    assert not is_ticked(page, "nl-daily")
+    shown = label_of(page, "nl-daily")
+
+    saved = save_choices(client, "/account", ["daily"])
+
+    assert saved.status_code == 303
+    [consent] = consents_of("toggle@example.com")
+    assert consent.withdrawn_at is None
+    assert consent.wording == shown
+    assert "La Une du jour" in shown
+    assert consent.source == "/account/newsletters"
+    assert not shown.startswith("Receive")  # the French page speaks French
+    assert is_ticked(client.get("/account").get_data(as_text=True), "nl-daily")
+
+
+def test_the_account_page_toggle_unsubscribes_and_keeps_the_history(reader, client):
+    reader.sign_in("leaving@example.com", newsletter=True)
+    assert is_ticked(client.get("/account").get_data(as_text=True), "nl-daily")
+
+    assert save_choices(client, "/account", []).status_code == 303
+
+    assert not is_subscribed("leaving@example.com")
+    [consent] = consents_of("leaving@example.com")
+    assert consent.withdrawn_at is not None  # the consent given stays on record
+    assert not is_ticked(client.get("/account").get_data(as_text=True), "nl-daily")
+
+
+def test_an_english_account_page_records_the_english_label(reader, client):
+    client.get("/?lang=en")
+    reader.sign_in("en-toggle@example.com")
+    shown = label_of(client.get("/account").get_data(as_text=True), "nl-daily")
+
+    save_choices(client, "/account", ["daily"])
+
+    assert consents_of("en-toggle@example.com")[-1].wording == shown
+    assert "Today's front page" in shown
+
+
+def test_the_account_toggle_needs_a_signed_in_reader_and_a_csrf_token(reader, client, app):
+    stranger = app.test_client()
+    refused = stranger.post("/account/newsletters", data={"newsletter": "daily"})
+    assert refused.status_code in (302, 303, 400, 401)
+    reader.sign_in("csrf@example.com")
+    assert client.post("/account/newsletters", data={"newsletter": "daily"}).status_code == 400
+    assert not is_subscribed("csrf@example.com")
+
+
+# --- The signed preferences link ----------------------------------------------------------
+
+
+def test_the_preferences_link_of_a_delivered_mail_works_without_signing_in(
+    app, runner, smtp_server
+):
+    publish()
+    new_reader("prefs@example.com")
+    [copy] = send_and_deliver(runner, smtp_server)
+    link = preferences_link(copy)
+    browser = app.test_client()  # no cookie: the reader never signed in here
+
+    page = browser.get(link)
+
+    assert page.status_code == 200
+    assert page.headers["Cache-Control"] == "no-store"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert is_ticked(page.get_data(as_text=True), "nl-daily")
+    saved = save_choices(browser, link, [])
+    assert saved.status_code == 200
+    assert not is_subscribed("prefs@example.com")
+    assert not is_ticked(saved.get_data(as_text=True), "nl-daily")
+    # Ticking again from the same link subscribes again, with the label shown.
+    shown = label_of(saved.get_data(as_text=True), "nl-daily")
+    save_choices(browser, link, ["daily"])
+    assert is_subscribed("prefs@example.com")
+    assert consents_of("prefs@example.com")[-1].wording == shown
+
+
+def test_the_preferences_link_never_expires_and_survives_a_key_rotation(app, runner, smtp_server):
+    """The link carries no date: a later edition carries the very same link."""
+    publish()
+    new_reader("keeper@example.com")
+    [first] = send_and_deliver(runner, smtp_server, DAY)
+    [later] = send_and_deliver(runner, smtp_server, NEXT_DAY)
+    assert preferences_link(first) == preferences_link(later)
+
+    app.config.update(
+        SECRET_KEY="a-brand-new-secret-key-for-this-year-0123456789",
+        SECRET_KEY_FALLBACKS=[SECRET],
+    )
+
+    page = app.test_client().get(preferences_link(first))
+    assert page.status_code == 200
+    assert is_ticked(page.get_data(as_text=True), "nl-daily")
+
+
+def test_a_tampered_preferences_link_gets_a_clear_400_page_and_changes_nothing(
+    app, runner, smtp_server
+):
+    publish()
+    new_reader("tamper@example.com")
+    [copy] = send_and_deliver(runner, smtp_server)
+    link = preferences_link(copy)
+    bad = swap_token(link, tampered(token_of(link)))
+    browser = app.test_client()
+
+    page = browser.get(bad)
+    assert page.status_code == 400
+    assert "not valid" in page.get_data(as_text=True) or "valide" in page.get_data(as_text=True)
+    token = csrf_token(browser, "/login")
+    posted = browser.post(bad, data={"csrf_token": token})
+    assert posted.status_code == 400
+    assert is_subscribed("tamper@example.com")
+    for broken in ("x", "e30", "e30.", "." * 600, "é"):
+        assert browser.get(swap_token(link, broken)).status_code == 400, broken
+    assert browser.get(link.split("?")[0]).status_code == 400  # no token at all
+
+
+def test_a_reader_s_link_cannot_change_another_reader(app, reader, client, runner, smtp_server):
+    publish()
+    new_reader("alice@example.com")
+    reader.sign_in("bob@example.com", newsletter=True)  # Bob is signed in at `client`
+    sign_in_token = reader.last_mail().token  # used, but genuinely signed by the service
+    copies = send_and_deliver(runner, smtp_server)
+    alice_link = preferences_link(copy_for(copies, "alice@example.com"))
+    bob = reader_named("bob@example.com")
+
+    # Bob, signed in, opens Alice's link: it speaks for Alice, never for Bob.
+    save_choices(client, alice_link, [])
+    assert not is_subscribed("alice@example.com")
+    assert is_subscribed("bob@example.com")
+
+    # A token for Bob signed with any key but the service's is refused...
+    bob_print = hashlib.sha256(b"bob@example.com").hexdigest()[:16]
+    forged = URLSafeSerializer("guessed-key", salt=subscriptions.PREFERENCES_SALT).dumps(
+        {"r": bob.id, "f": bob_print}
+    )
+    assert app.test_client().get(swap_token(alice_link, forged)).status_code == 400
+    # ...and so is a token the service signed for another purpose (Bob's sign-in link).
+    assert app.test_client().get(swap_token(alice_link, sign_in_token)).status_code == 400
+    # Alice's token with Bob's id spliced into its payload breaks the signature.
+    payload, _, signature = token_of(alice_link).rpartition(".")
+    bob_payload = URLSafeSerializer("any", salt="any").dump_payload({"r": bob.id, "f": bob_print})
+    spliced = f"{bob_payload.decode()}.{signature}"
+    assert app.test_client().get(swap_token(alice_link, spliced)).status_code == 400
+    assert is_subscribed("bob@example.com")
+
+
+def test_a_link_for_a_deleted_account_does_not_work_for_the_address_signed_up_again(
+    app, reader, client, runner, smtp_server
+):
+    publish()
+    reader.sign_in("phoenix@example.com", newsletter=True)
+    old_id = reader_named("phoenix@example.com").id
+    [copy] = send_and_deliver(runner, smtp_server)
+    old_link = preferences_link(copy)
+    old_unsubscribe = link_line(copy, "/newsletter/unsubscribe?")
+    deleted = client.post(
+        "/account/delete",
+        data={"confirm": "phoenix@example.com", "csrf_token": csrf_token(client, "/account")},
+    )
+    assert deleted.status_code == 303
+    reader.sign_in("phoenix@example.com", newsletter=True)  # a new account, same address
+    assert is_subscribed("phoenix@example.com")
+    stranger = app.test_client()
+
+    new_id = reader_named("phoenix@example.com").id
+    assert stranger.get(old_link).status_code == 400, (
+        f"the deleted account's link opens the new account's preferences "
+        f"(reader id {old_id} then {new_id})"
+    )
+    one_click = stranger.post(old_unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 400
+    assert is_subscribed("phoenix@example.com")
