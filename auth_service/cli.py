@@ -20,6 +20,7 @@ from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
 from .editions import EditionError, queue_edition
 from .outbox import Worker, deliver_due
+from .subscribers_cli import subscribers_group
 
 
 @click.command("worker")
@@ -128,6 +129,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(articles_group)
     app.cli.add_command(newsletter_group)
+    app.cli.add_command(subscribers_group)
     app.cli.add_command(demo_command)
 
 

@@ -325,9 +325,8 @@ def _records(source: BinaryIO) -> Iterator[tuple[int, list[str] | str]]:
             last = reader.line_num
             continue
         first, last = last + 1, reader.line_num
-        if too_long and any(number in too_long for number in range(first, last + 1)):
-            yield first, f"row too long (over {MAX_ROW_LENGTH:,} characters)"
-        elif sum(len(cell) for cell in cells) > MAX_ROW_LENGTH:
+        spans_a_long_line = bool(too_long) and not too_long.isdisjoint(range(first, last + 1))
+        if spans_a_long_line or sum(len(cell) for cell in cells) > MAX_ROW_LENGTH:
             yield first, f"row too long (over {MAX_ROW_LENGTH:,} characters)"
         elif any(cell.strip() for cell in cells):
             yield first, cells
@@ -449,23 +448,8 @@ class _Applier:
 
     def apply(self, batch: list[_Row]) -> None:
         """Subscribe and unsubscribe the readers of one batch: a handful of queries."""
-        ids = dict(
-            db.session.execute(
-                select(Reader.email, Reader.id).where(
-                    Reader.email.in_({row.address for row in batch})
-                )
-            ).tuples()
-        )
-        strangers = {row.address for row in batch if row.subscribe and row.address not in ids}
-        ids.update(self._create_readers(strangers))
-        subscribed = set(
-            db.session.execute(
-                select(NewsletterConsent.reader_id, NewsletterConsent.newsletter_id).where(
-                    NewsletterConsent.reader_id.in_(set(ids.values())),
-                    NewsletterConsent.withdrawn_at.is_(None),
-                )
-            ).tuples()
-        )
+        ids = self._reader_ids(batch)
+        subscribed = self._subscriptions(set(ids.values()))
         consents: list[dict] = []
         withdrawals: dict[int, list[int]] = {}
         for row in batch:
@@ -495,6 +479,27 @@ class _Applier:
                 .execution_options(synchronize_session=False)
             )
 
+    def _reader_ids(self, batch: list[_Row]) -> dict[str, int]:
+        """The ids of the batch's readers, creating those who subscribe and are new."""
+        found = db.session.execute(
+            select(Reader.email, Reader.id).where(Reader.email.in_({row.address for row in batch}))
+        )
+        ids = {email: reader_id for email, reader_id in found}
+        strangers = {row.address for row in batch if row.subscribe and row.address not in ids}
+        ids.update(self._create_readers(strangers))
+        return ids
+
+    @staticmethod
+    def _subscriptions(reader_ids: set[int]) -> set[tuple[int, int]]:
+        """(reader, newsletter) for each open consent of these readers."""
+        found = db.session.execute(
+            select(NewsletterConsent.reader_id, NewsletterConsent.newsletter_id).where(
+                NewsletterConsent.reader_id.in_(reader_ids),
+                NewsletterConsent.withdrawn_at.is_(None),
+            )
+        )
+        return {(reader_id, newsletter_id) for reader_id, newsletter_id in found}
+
     def _create_readers(self, addresses: set[str]) -> dict[str, int]:
         """Create a reader for each address; their ids (none in a dry run)."""
         if self.report.dry_run:
@@ -515,7 +520,7 @@ class _Applier:
             for address in sorted(addresses)
         ]
         created = db.session.execute(insert(Reader).returning(Reader.email, Reader.id), rows)
-        return dict(created.tuples())
+        return {email: reader_id for email, reader_id in created}
 
     def _consent(self, reader_id: int | None, newsletter_id: int) -> dict:
         """A consent row, as the reader gave it in the other tool."""
@@ -552,8 +557,7 @@ def import_subscribers(
     except IntegrityError:
         db.session.rollback()
         raise SubscribersError(
-            "a reader signed up with one of these addresses during the import; nothing "
-            "was imported, run it again"
+            "a reader signed up with one of these addresses during the import; run it again"
         ) from None
     except BaseException:
         db.session.rollback()
