@@ -246,7 +246,7 @@ def test_reader_signs_up_at_the_wall_and_the_mailed_link_unlocks_the_article(
     snap(page, "unlocked.png")
 
     page.goto(live_server("/account"))  # the ticked box became a subscription
-    expect(page.locator("section[aria-labelledby=newsletters-title] li")).to_have_count(1)
+    expect(page.locator("#nl-daily")).to_be_checked()
 
 
 def test_reader_types_the_mailed_code_instead_of_opening_the_link(page, live_server, smtp_server):

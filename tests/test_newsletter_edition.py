@@ -184,7 +184,14 @@ def test_every_link_of_a_copy_works_and_no_placeholder_is_left(two_copies, app, 
 def test_the_html_part_works_with_images_off_and_in_dark_mode(two_copies):
     body = html_part(two_copies[0])
     assert 'name="color-scheme" content="light dark"' in body
-    assert "<style" not in body and "<link" not in body  # inline CSS only
+    assert "<link" not in body
+    # Layout is inline; the one style block only adds dark colours where clients allow.
+    blocks = re.findall(r"<style>(.*?)</style>", body, re.DOTALL)
+    assert len(blocks) <= 1
+    for block in blocks:
+        assert "@media (prefers-color-scheme: dark)" in block
+        assert re.sub(r"/\*.*?\*/", "", block).strip().startswith("@media")
+    assert re.search(r'<table[^>]*style="[^"]*max-width:600px', body)
     assert re.search(r'<img[^>]*alt="[^"]+"', body)
 
 
