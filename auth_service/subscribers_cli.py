@@ -48,7 +48,8 @@ def export_command(slug: str | None, output: str) -> None:
     """
     try:
         if output == "-":
-            write_export(click.get_text_stream("stdout"), slug)
+            with click.open_file("-", "w") as stdout:
+                write_export(stdout, slug)
             return
         count = _export_to_file(Path(output), slug)
     except SubscribersError as error:
