@@ -1,0 +1,635 @@
+"""The daily edition at scale: queue it for 100,000 subscribers, deliver it to an SMTP sink.
+
+For each database (a temporary SQLite file, and/or a private PostgreSQL server started
+here from Debian's binaries on 127.0.0.1 and removed at the end), in a process of its own
+so that its peak memory is its own:
+
+1. setup, not timed: create the app, migrate, import four articles published yesterday,
+   insert N readers with an open consent to the daily newsletter (and N/100 suppressed
+   addresses of non-readers, so the suppression check has rows to look at) with bulk Core
+   inserts; one reader in 1,000 has an accented address (SMTPUTF8);
+2. queue, timed: ``queue_edition("daily", yesterday)``, then the same call again (it must
+   queue nothing more);
+3. deliver, timed: ``deliver_due()`` through the real ``SmtpTransport`` to an aiosmtpd
+   sink that only counts. A sample by default, as delivery is much slower than
+   queueing: the first 20,000 of the N queued copies (with all N due, as at the start
+   of a real send), or what is delivered in 30 s if that comes first. ``claim_due`` is
+   wrapped to claim nothing more after that, which ends ``deliver_due``'s loop; nothing
+   else is touched. ``--deliver 0`` delivers every queued copy, with no time limit
+   unless ``--deliver-seconds`` is given;
+4. raw, timed: the same number of copies of one built message sent to the same sink on
+   one bare ``smtplib`` connection: what the sink accepts when nothing else is done. The
+   ratio of our rate to this one says whether the sink or our code sets the pace;
+5. memory: the same setup on a second, fresh database, and ``queue_edition`` once more
+   under tracemalloc. Its peak counts Python's allocations only; tracemalloc makes the
+   code it watches several times slower, which is why this pass comes last, on a
+   database of its own, and is not the timed one.
+
+The sink runs in a process of its own, as a real mail server would, so it does not
+share the interpreter lock with the code it measures. Everything listens on 127.0.0.1.
+``ru_maxrss`` is read after each phase: the process's high-water mark, never lowered, so
+each figure includes the phases before it (setup included).
+
+It only prints figures; nothing here is a pass or a fail.
+
+    python bench/newsletter.py
+    python bench/newsletter.py --database sqlite --subscribers 20000 --deliver 0
+    python bench/newsletter.py --profile        # cProfile of the queue and delivery
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import logging
+import multiprocessing
+import os
+import pstats
+import resource
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SECRET = "bench-secret-key-that-is-long-enough-0123456789"
+CHUNK = 5000  # rows per bulk insert during setup
+RAW_SENDER = "bench@news.test"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def maxrss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux counts in KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def say(text: str) -> None:
+    """A progress line, at once."""
+    print(text, flush=True)
+
+
+# --- The SMTP sink, in a process of its own ---------------------------------------------
+
+
+class CountingHandler:
+    """An aiosmtpd handler that accepts everything and only counts."""
+
+    def __init__(self, counter):
+        self.counter = counter
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        """Count one message and accept it."""
+        with self.counter.get_lock():
+            self.counter.value += 1
+        return "250 OK"
+
+
+def _serve_sink(port: int, counter, ready, stop) -> None:
+    """The sink process: listen on 127.0.0.1:``port`` until told to stop."""
+    from aiosmtpd.controller import Controller
+
+    logging.basicConfig(level=logging.ERROR)
+    controller = Controller(
+        CountingHandler(counter), hostname="127.0.0.1", port=port, enable_SMTPUTF8=True
+    )
+    controller.start()
+    ready.set()
+    stop.wait()
+    controller.stop()
+
+
+class Sink:
+    """Start and stop the sink process; read how many messages it accepted."""
+
+    def __init__(self, context):
+        self.port = free_port()
+        self.counter = context.Value("q", 0)
+        self.ready, self.stop_event = context.Event(), context.Event()
+        self.process = context.Process(
+            target=_serve_sink,
+            args=(self.port, self.counter, self.ready, self.stop_event),
+            name="smtp-sink",
+            daemon=True,
+        )
+
+    def __enter__(self) -> Sink:
+        self.process.start()
+        if not self.ready.wait(30):
+            self.process.kill()
+            raise SystemExit("the SMTP sink did not start within 30 s")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    @property
+    def accepted(self) -> int:
+        """Messages accepted so far."""
+        return self.counter.value
+
+
+# --- A private PostgreSQL server --------------------------------------------------------
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """Run as the postgres user when we are root: the server refuses to run as root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@contextmanager
+def private_postgres():
+    """A PostgreSQL server of our own on 127.0.0.1 in a temporary folder, removed after.
+
+    PostgreSQL's default settings (fsync and synchronous commit on), unlike the test
+    suite's server: the delivery commits once per message and that cost is real.
+    """
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql); "
+                         "or run with --database sqlite")
+    binaries = found[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="bench-newsletter-pg-"))
+    data = folder / "data"
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    port = free_port()
+    started = False
+    try:
+        subprocess.run(
+            _as_postgres([str(binaries / "initdb"), "-D", str(data), "-U", "postgres",
+                          "-A", "trust", "-E", "UTF8", "--no-locale"]),
+            check=True, capture_output=True,
+        )
+        subprocess.run(
+            _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-w",
+                          "-l", str(folder / "log"),
+                          "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+                          "start"]),
+            check=True, capture_output=True,
+        )
+        started = True
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+                              isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text("CREATE DATABASE bench"))
+            connection.execute(text("CREATE DATABASE bench_trace"))
+            version = connection.execute(text("SHOW server_version")).scalar()
+        admin.dispose()
+        server = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield ({"main": f"{server}/bench", "trace": f"{server}/bench_trace"},
+               f"PostgreSQL {version.split()[0]}")
+    finally:
+        if started:
+            subprocess.run(
+                _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast",
+                              "-w", "stop"]),
+                capture_output=True,
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- One database, in a process of its own ----------------------------------------------
+
+
+def bench_articles(day: date, zone: ZoneInfo) -> list[dict]:
+    """The demo articles, moved to ``day`` (keeping their time of day)."""
+    from auth_service.cli import demo_articles
+
+    articles = []
+    for number, article in enumerate(demo_articles()):
+        moment = datetime.fromisoformat(article["published_at"]).astimezone(zone)
+        moved = datetime.combine(day, moment.timetz())
+        articles.append({**article, "slug": f"bench-{number}-{article['slug']}"[:200],
+                         "published_at": moved.isoformat()})
+    return articles
+
+
+def address_of(number: int) -> str:
+    """Reader ``number``'s address: one in 1,000 has an accented local part."""
+    if number % 1000 == 0:
+        return f"lecteur.{number}.é@exemple.fr"
+    return f"reader{number:06d}@example.com"
+
+
+def create_subscribers(count: int) -> None:
+    """``count`` readers subscribed to the daily edition, plus ``count // 100``
+    suppressed addresses of people who are not readers: bulk Core inserts, one commit.
+    """
+    from sqlalchemy import insert, select, text
+
+    from auth_service.extensions import db
+    from auth_service.models import (
+        Newsletter,
+        NewsletterConsent,
+        Reader,
+        Suppression,
+        utcnow,
+    )
+
+    letter_id = db.session.scalar(select(Newsletter.id).where(Newsletter.slug == "daily"))
+    now = utcnow()
+    wording = "Recevoir gratuitement chaque matin la Une du Jour."
+    for first in range(1, count + 1, CHUNK):
+        numbers = range(first, min(first + CHUNK, count + 1))
+        db.session.execute(
+            insert(Reader.__table__),
+            [
+                {"id": number, "email": address_of(number), "alternative_id": f"bench-{number}",
+                 "locale": "en" if number % 5 == 0 else "fr", "created_at": now,
+                 "last_sign_in_at": now, "is_staff": False}
+                for number in numbers
+            ],
+        )
+        db.session.execute(
+            insert(NewsletterConsent.__table__),
+            [
+                {"reader_id": number, "newsletter_id": letter_id, "consented_at": now,
+                 "wording": wording, "source": "http://news.test/login", "withdrawn_at": None}
+                for number in numbers
+            ],
+        )
+    db.session.execute(
+        insert(Suppression.__table__),
+        [
+            {"email": f"bounced{number}@example.net", "event": "bounce", "reported_at": now,
+             "recorded_at": now}
+            for number in range(count // 100)
+        ],
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        for table in ("readers", "newsletter_consents", "suppressions"):
+            db.session.execute(text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT coalesce(max(id), 1) FROM {table}))"
+            ))
+        db.session.commit()
+        db.session.execute(text("ANALYZE"))
+    db.session.commit()
+
+
+@contextmanager
+def claims_capped(count: int, seconds: float):
+    """Make ``deliver_due`` stop once ``count`` messages are claimed or ``seconds`` passed.
+
+    ``deliver_due`` loops until ``claim_due`` finds nothing. The real ``claim_due`` is
+    called each time, asked for no more than are still wanted; once enough are claimed,
+    or the time is up, it returns nothing and the loop ends with every claimed message
+    delivered. Nothing else of the delivery path is touched.
+    """
+    from auth_service import outbox
+
+    real = outbox.claim_due
+    left = count
+    deadline = time.perf_counter() + seconds
+
+    def capped(limit, *, now=None):
+        nonlocal left
+        if left <= 0 or time.perf_counter() > deadline:
+            return []
+        claimed = real(min(limit, left), now=now)
+        left -= len(claimed)
+        return claimed
+
+    outbox.claim_due = capped
+    try:
+        yield
+    finally:
+        outbox.claim_due = real
+
+
+@contextmanager
+def profiled(enabled: bool, title: str, sink: list):
+    """Run the block under cProfile when ``enabled``; keep the top lines in ``sink``."""
+    if not enabled:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        for order in ("tottime", "cumulative"):
+            out = io.StringIO()
+            stats = pstats.Stats(profile, stream=out)
+            stats.sort_stats(order).print_stats(18)
+            lines = out.getvalue().splitlines()
+            start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+            sink.append(f"--- {title}, by {order} ---\n" + "\n".join(lines[start - 2:]))
+
+
+def build_app(url: str, smtp_port: int):
+    """The service, configured for the bench, on ``url``."""
+    from auth_service import create_app
+
+    return create_app({
+        "SECRET_KEY": SECRET,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "PUBLIC_URL": "http://news.test",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp_port,
+        "RATELIMIT_ENABLED": False,
+    })
+
+
+def set_up(app, count: int) -> date:
+    """Migrate, import yesterday's articles, add the subscribers; the edition's day."""
+    from flask_migrate import upgrade
+
+    from auth_service.articles.store import import_articles
+
+    upgrade(directory=app.extensions["migrate"].directory)
+    zone = ZoneInfo(app.config["BABEL_DEFAULT_TIMEZONE"])
+    day = datetime.now(zone).date() - timedelta(days=1)
+    import_articles(bench_articles(day, zone))
+    create_subscribers(count)
+    return day
+
+
+def run_database(urls: dict, label: str, options: dict, results) -> None:
+    """Set up, queue and deliver on one database; send the figures to ``results``.
+
+    ``urls["main"]`` is timed; ``urls["trace"]``, a second empty database, is where the
+    traced queueing runs last, so that neither its slowness nor its memory shows in the
+    timed figures and the timed run sees a table nobody has emptied.
+    """
+    logging.basicConfig(level=logging.ERROR)
+    from sqlalchemy import func, select
+
+    from auth_service.editions import queue_edition
+    from auth_service.extensions import db
+    from auth_service.mailer import SmtpTransport, build_message, transport_for
+    from auth_service.models import OutboxMessage
+    from auth_service.outbox import deliver_due
+
+    count = options["subscribers"]
+    profiles: list[str] = []
+    figures: dict = {"label": label, "subscribers": count}
+    context = multiprocessing.get_context("spawn")
+    with Sink(context) as sink:
+        app = build_app(urls["main"], sink.port)
+        with app.app_context():
+            # --- setup, not timed
+            began = time.perf_counter()
+            day = set_up(app, count)
+            figures["setup_s"] = time.perf_counter() - began
+            figures["rss_setup_mb"] = maxrss_mb()
+            say(f"[{label}] setup: {count:,} subscribers in {figures['setup_s']:.1f} s")
+
+            # --- queue, timed
+            gc.collect()
+            with profiled(options["profile"], f"{label}: queue_edition", profiles):
+                started = time.perf_counter()
+                report = queue_edition("daily", day)
+                figures["queue_s"] = time.perf_counter() - started
+            figures["queued"] = report.queued
+            figures["rss_queue_mb"] = maxrss_mb()
+            say(f"[{label}] queue: {report.queued:,} in {figures['queue_s']:.1f} s")
+            started = time.perf_counter()
+            again = queue_edition("daily", day)
+            figures["requeue_s"] = time.perf_counter() - started
+            figures["requeued"] = again.queued
+            figures["already"] = again.already_queued
+            in_outbox = db.session.scalar(select(func.count()).select_from(OutboxMessage))
+            figures["outbox_rows"] = in_outbox
+
+            # --- deliver through deliver_due() and the real SmtpTransport
+            wanted = report.queued if options["deliver"] == 0 else min(
+                options["deliver"], report.queued
+            )
+            transport = transport_for(app)
+            assert isinstance(transport, SmtpTransport), transport
+            before = sink.accepted
+            with claims_capped(wanted, options["deliver_seconds"]), profiled(
+                options["profile"], f"{label}: deliver_due", profiles
+            ):
+                started = time.perf_counter()
+                delivery = deliver_due(transport)
+                figures["deliver_s"] = time.perf_counter() - started
+            figures["wanted"] = wanted
+            figures["sent"], figures["retried"], figures["failed"] = (
+                delivery.sent, delivery.retried, delivery.failed
+            )
+            figures["sink_ours"] = sink.accepted - before
+            figures["rss_deliver_mb"] = maxrss_mb()
+            say(f"[{label}] deliver: {delivery.sent:,} in {figures['deliver_s']:.1f} s")
+
+            # --- the sink's raw accept rate: one built message, one bare connection
+            sample = db.session.scalar(
+                select(OutboxMessage)
+                .where(OutboxMessage.sent_at.is_not(None),
+                       OutboxMessage.to_address.like("reader%"))
+                .order_by(OutboxMessage.id)
+                .limit(1)
+            )
+            data = build_message(sample).as_bytes()
+            figures["message_bytes"] = len(data)
+            db.session.commit()
+            before = sink.accepted
+            with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as host:
+                host.ehlo()
+                started = time.perf_counter()
+                for number in range(delivery.sent):
+                    host.sendmail(RAW_SENDER, [f"raw{number}@example.com"], data,
+                                  mail_options=["BODY=8BITMIME"])
+                figures["raw_s"] = time.perf_counter() - started
+            figures["sink_raw"] = sink.accepted - before
+            say(f"[{label}] raw: {figures['sink_raw']:,} in {figures['raw_s']:.1f} s")
+            db.session.remove()
+            db.engine.dispose()
+
+        # --- queue again, traced for memory, on a database of its own
+        if options["tracemalloc"]:
+            traced_app = build_app(urls["trace"], sink.port)
+            with traced_app.app_context():
+                say(f"[{label}] setting up a second database for the traced queueing")
+                day = set_up(traced_app, count)
+                gc.collect()
+                tracemalloc.start()
+                started = time.perf_counter()
+                traced = queue_edition("daily", day)
+                figures["traced_queue_s"] = time.perf_counter() - started
+                figures["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+                figures["rss_traced_mb"] = maxrss_mb()
+                say(f"[{label}] queue with tracemalloc: {traced.queued:,} in "
+                    f"{figures['traced_queue_s']:.1f} s, peak "
+                    f"{figures['tracemalloc_peak_mb']:.1f} MiB")
+                db.session.remove()
+                db.engine.dispose()
+    figures["profiles"] = profiles
+    results.put(figures)
+
+
+def run_isolated(urls: dict, label: str, options: dict) -> dict:
+    """Run one database's bench in a fresh process; return its figures."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=run_database, args=(urls, label, options, results),
+                              name=f"bench-{label}")
+    process.start()
+    try:
+        while True:
+            try:
+                return results.get(timeout=1)
+            except Exception:  # queue.Empty: still working, or dead
+                if not process.is_alive():
+                    raise SystemExit(f"the {label} run ended without figures "
+                                     f"(exit code {process.exitcode})") from None
+    finally:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+
+
+# --- The report -------------------------------------------------------------------------
+
+
+def rate(count: int, seconds: float) -> float:
+    """Per second, guarded."""
+    return count / seconds if seconds > 0 else float("nan")
+
+
+def print_table(results: list[dict], options: dict, total: float) -> None:
+    """The figures, one column per database."""
+    labels = [result["label"] for result in results]
+    width = max(22, *(len(label) + 2 for label in labels))
+    lines: list[tuple[str, list[str]]] = []
+
+    def row(name: str, cell) -> None:
+        lines.append((name, [cell(result) for result in results]))
+
+    row("subscribers", lambda r: f"{r['subscribers']:,}")
+    row("setup (not timed), s", lambda r: f"{r['setup_s']:.1f}")
+    row("queued", lambda r: f"{r['queued']:,}")
+    row("queue time, s", lambda r: f"{r['queue_s']:.2f}")
+    row("queued / s", lambda r: f"{rate(r['queued'], r['queue_s']):,.0f}")
+    row("per 100,000 (target 30 s)", lambda r: (
+        f"{r['queue_s'] * 100_000 / r['queued']:.1f} s, "
+        + ("met" if r["queue_s"] * 100_000 / r["queued"] < 30 else "MISSED")
+    ))
+    row("send again: queued", lambda r: f"{r['requeued']:,} ({r['already']:,} already)")
+    row("send again, s", lambda r: f"{r['requeue_s']:.2f}")
+    row("outbox rows", lambda r: f"{r['outbox_rows']:,}")
+    row("delivered", lambda r: f"{r['sent']:,} of {r['queued']:,}")
+    row("accepted by the sink", lambda r: f"{r['sink_ours']:,}")
+    row("retried / failed", lambda r: f"{r['retried']} / {r['failed']}")
+    row("delivery time, s", lambda r: f"{r['deliver_s']:.2f}")
+    row("delivered / s", lambda r: f"{rate(r['sent'], r['deliver_s']):,.0f}")
+    row("sink raw accept / s", lambda r: f"{rate(r['sink_raw'], r['raw_s']):,.0f}")
+    row("ours / raw", lambda r: (
+        f"{rate(r['sent'], r['deliver_s']) / rate(r['sink_raw'], r['raw_s']):.2f}"
+    ))
+    row("message size, bytes", lambda r: f"{r['message_bytes']:,}")
+    if options["tracemalloc"]:
+        row("tracemalloc peak, queue, MiB", lambda r: f"{r['tracemalloc_peak_mb']:.1f}")
+        row("(traced queue time, s)", lambda r: f"{r['traced_queue_s']:.2f}")
+    row("ru_maxrss after setup, MiB", lambda r: f"{r['rss_setup_mb']:.0f}")
+    row("ru_maxrss after queue, MiB", lambda r: f"{r['rss_queue_mb']:.0f}")
+    row("ru_maxrss after deliver, MiB", lambda r: f"{r['rss_deliver_mb']:.0f}")
+    if options["tracemalloc"]:
+        row("ru_maxrss after traced, MiB", lambda r: f"{r['rss_traced_mb']:.0f}")
+
+    name_width = max(len(name) for name, _ in lines) + 2
+    print(f"\nNewsletter edition bench: queue for {options['subscribers']:,} subscribers, "
+          f"deliver to a local SMTP sink")
+    header = f"{'':<{name_width}}" + "".join(f"{label:>{width}}" for label in labels)
+    print(header)
+    print("-" * len(header))
+    for name, cells in lines:
+        print(f"{name:<{name_width}}" + "".join(f"{cell:>{width}}" for cell in cells))
+    for r in results:
+        if r["sent"] < r["queued"]:
+            why = (f"the {options['deliver_seconds']:g} s budget (--deliver-seconds) ran out"
+                   if r["sent"] < r["wanted"] else f"--deliver {options['deliver']}")
+            print(f"{r['label']}: delivery is a sample, the first {r['sent']:,} of the "
+                  f"{r['queued']:,} queued copies, all of them due as at the start of a real "
+                  f"send; it stopped because {why}. --deliver 0 delivers them all.")
+    print("Delivery: deliver_due() through SmtpTransport, one SMTP connection per batch of "
+          "OUTBOX_BATCH_SIZE; raw: the same number of one built message on one bare smtplib "
+          "connection to the same sink (a separate process). ours/raw near 1 means the sink "
+          "sets the pace.")
+    print("Memory: tracemalloc peak = Python allocations during queue_edition, run again "
+          "under tracemalloc on a second fresh database (tracemalloc slows it, hence the "
+          "separate pass); ru_maxrss = the process's high-water mark after each phase, "
+          "earlier phases included.")
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
+          f"total run time {total:.0f} s")
+    for result in results:
+        for text in result["profiles"]:
+            print()
+            print(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options, run each database in turn, print the table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--subscribers", type=int, default=100_000,
+                        help="subscribed readers to queue the edition for (default: 100000)")
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both",
+                        help="where to run (default: both); PostgreSQL is a private server "
+                             "started on 127.0.0.1 and removed at the end")
+    parser.add_argument("--deliver", type=int, default=20_000,
+                        help="how many queued copies to deliver (default: 20000, to keep the "
+                             "run short; 0 delivers every queued copy)")
+    parser.add_argument("--deliver-seconds", type=float, default=None,
+                        help="stop claiming more after this long, so the run stays short "
+                             "however slow delivery is (default: 30, none with --deliver 0); "
+                             "the table says how many were delivered")
+    parser.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false",
+                        help="skip the traced queueing pass (and its memory figure)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the timed queue and delivery under cProfile (slower) and "
+                             "print the top functions")
+    options = parser.parse_args(argv)
+    if options.subscribers < 1 or options.deliver < 0:
+        parser.error("--subscribers must be positive and --deliver not negative")
+    if options.deliver_seconds is None:
+        options.deliver_seconds = float("inf") if options.deliver == 0 else 30.0
+    settings = vars(options)
+    names = ["sqlite", "postgresql"] if options.database == "both" else [options.database]
+    began = time.perf_counter()
+    results = []
+    for name in names:
+        if name == "sqlite":
+            import sqlite3
+
+            with tempfile.TemporaryDirectory(prefix="bench-newsletter-") as folder:
+                urls = {"main": f"sqlite:///{folder}/bench.sqlite3",
+                        "trace": f"sqlite:///{folder}/trace.sqlite3"}
+                results.append(run_isolated(urls, f"SQLite {sqlite3.sqlite_version}", settings))
+        else:
+            with private_postgres() as (urls, label):
+                results.append(run_isolated(urls, label, settings))
+    print_table(results, settings, time.perf_counter() - began)
+
+
+if __name__ == "__main__":
+    main()
