@@ -614,24 +614,23 @@ def test_error_pages_are_calm_and_in_the_readers_language(failing_app, client, s
     assert not [leak for leak in LEAKS if leak in body]
 
 
-@pytest.mark.parametrize("lang", ["fr", "en"])
-def test_database_outage_shows_a_calm_503_page(app, monkeypatch, tmp_path, lang):
-    """Defence: the OperationalError handler: a database that does not answer gives a
-    503 page in the reader's language, without the driver's message."""
+def app_without_database(app, monkeypatch, tmp_path):
+    """The same app, pointed at a database of the same kind that does not answer."""
     monkeypatch.setenv("AUTH_SERVICE_INSTANCE_PATH", str(tmp_path / "gone"))
     dead = (
         "sqlite:////nonexistent-folder/none.sqlite3"
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
         else f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
     )
-    gone = create_app(
-        {
-            "SECRET_KEY": SECRET,
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": dead,
-            "RATELIMIT_ENABLED": False,
-        }
-    )
+    config = {"SECRET_KEY": SECRET, "TESTING": True, "SQLALCHEMY_DATABASE_URI": dead}
+    return create_app({**config, "RATELIMIT_ENABLED": False})
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_database_outage_shows_a_calm_503_page(app, monkeypatch, tmp_path, lang):
+    """Defence: the OperationalError handler: a database that does not answer gives a
+    503 page in the reader's language, without the driver's message."""
+    gone = app_without_database(app, monkeypatch, tmp_path)
     response = gone.test_client().get("/", headers={"Accept-Language": lang})
     assert_calm_page(response, 503)
     body = response.get_data(as_text=True)
@@ -645,20 +644,7 @@ def test_signed_in_reader_also_gets_the_calm_503_page(app, reader, client, monke
     down, so the error page itself does not crash on ``current_user``."""
     reader.sign_in()
     session_cookie = client.get_cookie("auth_session")
-    monkeypatch.setenv("AUTH_SERVICE_INSTANCE_PATH", str(tmp_path / "gone"))
-    dead = (
-        "sqlite:////nonexistent-folder/none.sqlite3"
-        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
-        else f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
-    )
-    gone = create_app(
-        {
-            "SECRET_KEY": SECRET,
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": dead,
-            "RATELIMIT_ENABLED": False,
-        }
-    )
+    gone = app_without_database(app, monkeypatch, tmp_path)
     browser = gone.test_client()
     browser.set_cookie("auth_session", session_cookie.value)
     response = browser.get("/")
