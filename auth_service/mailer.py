@@ -82,22 +82,27 @@ def build_message(message: OutboxMessage) -> EmailMessage:
     address a mailbox with accents before the @ (SMTPUTF8) and wraps every
     alternative in a needless multipart/mixed.
     """
-    config = current_app.config
-    subject, text_body, html_body = bodies_of(message)
-    international = not message.to_address.isascii()
-    built = EmailMessage(policy=SMTPUTF8_POLICY if international else SMTP_POLICY)
-    built["Subject"] = subject
-    built["From"] = Address(config["SITE_NAME"], addr_spec=config["MAIL_DEFAULT_SENDER"])
+    built = _alternatives(*bodies_of(message), international=not message.to_address.isascii())
     built["To"] = message.to_address
     built["Date"] = format_datetime(message.created_at)
     built["Message-ID"] = message.message_id
+    for name, value in (message.headers or {}).items():
+        built[name] = value
+    return built
+
+
+def _alternatives(subject: str, text_body: str, html_body: str, *, international: bool):
+    """A message From the site with its subject and both parts, not yet addressed."""
+    config = current_app.config
+    built = EmailMessage(policy=SMTPUTF8_POLICY if international else SMTP_POLICY)
+    built["Subject"] = subject
+    built["From"] = Address(config["SITE_NAME"], addr_spec=config["MAIL_DEFAULT_SENDER"])
     # The text part in 8-bit rather than quoted-printable: the link stays whole on its
     # line in the source too. The HTML part may have long lines: the library chooses.
     built.set_content(text_body, cte="8bit")
     built.add_alternative(html_body, subtype="html")
-    # After the bodies: setting content drops any Content-* header set before it.
-    for name, value in (message.headers or {}).items():
-        built[name] = value
+    # Headers added from here on survive: setting content drops Content-* headers set
+    # before it.
     return built
 
 
@@ -146,7 +151,7 @@ class _TimedConnection(Connection):
     def configure_host(self):
         """Connect, STARTTLS and log in as Flask-Mail would, every step bounded."""
         settings, timeout = self.mail, current_app.config["MAIL_TIMEOUT"]
-        kind = smtplib.SMTP_SSL if settings.use_ssl else smtplib.SMTP
+        kind = _SslHost if settings.use_ssl else _Host
         host = kind(settings.server, settings.port, timeout=timeout)
         if settings.use_tls:
             host.starttls()
@@ -155,21 +160,153 @@ class _TimedConnection(Connection):
         return host
 
 
-@dataclass
-class _SmtpSender:
-    host: smtplib.SMTP
+class _BeforeData:
+    """smtplib's client, calling ``before_data`` between the envelope and DATA.
 
-    def send(self, message: OutboxMessage) -> None:
-        """Send one message on the open connection."""
+    DATA is the point after which the server may accept the message; the outbox uses
+    the moment to make sure the previous message is marked sent.
+    """
+
+    before_data = None
+
+    def data(self, msg):
+        if self.before_data is not None:
+            self.before_data()
+        return super().data(msg)
+
+
+class _Host(_BeforeData, smtplib.SMTP):
+    pass
+
+
+class _SslHost(_BeforeData, smtplib.SMTP_SSL):
+    pass
+
+
+class _SmtpSender:
+    """One open SMTP connection: sends outbox rows, newsletter copies spliced."""
+
+    def __init__(self, host: smtplib.SMTP):
+        self.host = host
+        self.copies = EditionCopies()
+
+    def send(self, message: OutboxMessage, *, before_data=None) -> None:
+        """Send one message; call ``before_data()``, if given, just before SMTP's DATA."""
         self.host.ehlo_or_helo_if_needed()
+        sender = current_app.config["MAIL_DEFAULT_SENDER"]
         # Our text parts are 8-bit UTF-8: say so to servers that want to know.
         options = ["BODY=8BITMIME"] if self.host.has_extn("8bitmime") else []
-        self.host.send_message(
-            build_message(message),
-            from_addr=current_app.config["MAIL_DEFAULT_SENDER"],
-            to_addrs=[message.to_address],
-            mail_options=options,
+        spliced = self.copies.bytes_of(message)
+        self.host.before_data = before_data
+        try:
+            if spliced is not None:
+                self.host.sendmail(sender, [message.to_address], spliced, options)
+            else:
+                # send_message adds SMTPUTF8 when the address needs it.
+                self.host.send_message(
+                    build_message(message), from_addr=sender, to_addrs=[message.to_address],
+                    mail_options=options,
+                )
+        finally:
+            self.host.before_data = None
+
+
+# The headers of a newsletter copy that are the reader's own; the others are the edition's.
+OWN_HEADERS = ("List-Unsubscribe",)
+# A header value we write ourselves: one line, printable ASCII, well under 998 characters.
+HEADER_ROOM = 900
+# An address we may write as is: dot-atom local part, ASCII domain (RFC 5322 3.2.3).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+_MARKERS = {"preferences": PREFERENCES_URL.encode(), "unsubscribe": UNSUBSCRIBE_URL.encode()}
+
+
+@dataclass
+class _SharedEdition:
+    data: bytes  # the shared headers and both parts, as sent, with the markers in place
+    headers: dict[str, str]  # the edition's own extra headers
+    link_room: int  # the longest reader's link that keeps every line within 998
+
+
+class EditionCopies:
+    """The bytes of newsletter copies, spliced from their edition built once.
+
+    A copy differs from its edition only by its To, Date, Message-ID and unsubscribe
+    headers and the reader's two links. Building 100,000 ``EmailMessage`` objects costs
+    more than sending them, so each edition is built once per connection (by the same
+    :func:`_alternatives` as every other mail) and each reader's part is put in. When
+    the splice could differ from what :func:`build_message` makes (an address beyond
+    ASCII, a body the library had to encode, an odd header), the answer is ``None`` and
+    the caller builds the message in full.
+    """
+
+    def __init__(self):
+        self._editions: dict[int, _SharedEdition | None] = {}
+
+    def bytes_of(self, message: OutboxMessage) -> bytes | None:
+        """The message as SMTP sends it, or ``None`` if it must be built in full."""
+        if message.edition_id is None or not PLAIN_ADDRESS.fullmatch(message.to_address):
+            return None
+        if message.edition_id not in self._editions:
+            self._editions[message.edition_id] = _shared_edition(message)
+        shared = self._editions[message.edition_id]
+        headers = dict(message.headers or {})
+        own = {name: headers.pop(name) for name in OWN_HEADERS if name in headers}
+        if shared is None or headers != shared.headers:
+            return None
+        links = {name: (message.personal or {}).get(name, "") for name in _MARKERS}
+        lines = {
+            "To": message.to_address,
+            "Date": format_datetime(message.created_at),
+            "Message-ID": message.message_id,
+            **own,
+        }
+        if not all(_writable(value, HEADER_ROOM) for value in lines.values()) or not all(
+            _writable(link, shared.link_room) for link in links.values()
+        ):
+            return None
+        data = shared.data
+        for name, marker in _MARKERS.items():
+            data = data.replace(marker, links[name].encode("ascii"))
+        head = "".join(f"{name}: {value}\r\n" for name, value in lines.items())
+        return head.encode("ascii") + data
+
+
+def _writable(value: str, room: int) -> bool:
+    """Whether ``value`` can go into a message as is: one short line of printable ASCII."""
+    return len(value) <= room and value.isascii() and value.isprintable()
+
+
+def _shared_edition(message: OutboxMessage) -> _SharedEdition | None:
+    """The edition of ``message`` built once, or ``None`` if copies cannot be spliced."""
+    edition = db.session.get(Edition, message.edition_id)
+    if edition is None:
+        return None
+    headers = {
+        name: value for name, value in (message.headers or {}).items() if name not in OWN_HEADERS
+    }
+    built = _alternatives(edition.subject, edition.text_body, edition.html_body,
+                          international=False)
+    for name, value in headers.items():
+        built[name] = value
+    # A reader's link can only be put in a body sent as it is, in 7 or 8 bits: in
+    # quoted-printable or base64 (a line too long for SMTP) it would need encoding too.
+    if any(part["Content-Transfer-Encoding"] not in ("7bit", "8bit")
+           for part in built.iter_parts()):
+        return None
+    data = built.as_bytes()
+    for marker in _MARKERS.values():
+        written = edition.text_body.count(marker.decode()) + edition.html_body.count(
+            marker.decode()
         )
+        if data.count(marker) != written:
+            return None
+    room = HEADER_ROOM
+    for line in data.split(b"\r\n"):
+        markers = sum(line.count(marker) for marker in _MARKERS.values())
+        if markers:
+            free = 998 - len(line) + sum(len(m) * line.count(m) for m in _MARKERS.values())
+            room = min(room, free // markers)
+    return _SharedEdition(data, headers, room)
 
 
 class DevMailbox:
@@ -187,8 +324,10 @@ class DevMailbox:
         self.folder.mkdir(parents=True, exist_ok=True)
         yield self
 
-    def send(self, message: OutboxMessage) -> None:
+    def send(self, message: OutboxMessage, *, before_data=None) -> None:
         """Store one message and print its links to the console."""
+        if before_data is not None:
+            before_data()
         path = self.folder / f"{message.created_at:%Y%m%d-%H%M%S}-{message.id:06d}.eml"
         temporary = path.with_suffix(".tmp")
         temporary.write_bytes(build_message(message).as_bytes())

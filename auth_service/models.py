@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
@@ -273,7 +274,14 @@ class OutboxMessage(db.Model):
     dedupe_key: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (
-        Index("ix_outbox_due", "sent_at", "failed_at", "next_attempt_at"),
+        # The waiting messages only, in the order the worker claims them.
+        Index(
+            "ix_outbox_waiting",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("sent_at IS NULL AND failed_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL AND failed_at IS NULL"),
+        ),
         # The service-wide hourly ceiling counts recent sign-in mails.
         Index("ix_outbox_kind_created", "kind", "created_at"),
         UniqueConstraint("dedupe_key", name="uq_outbox_dedupe_key"),

@@ -1,0 +1,38 @@
+"""Index only the outbox messages still waiting, in the order the worker takes them.
+
+The worker claims the oldest due messages among those neither sent nor given up. The
+old index covered every row ever sent, and every "sent" changed it; this one holds the
+waiting rows only, sorted as they are claimed, and a row leaves it once handled.
+
+Revision ID: 0004_outbox_waiting_index
+Revises: 0003_newsletter_editions
+Create Date: 2026-11-28 04:05:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_outbox_waiting_index"
+down_revision = "0003_newsletter_editions"
+branch_labels = None
+depends_on = None
+
+WAITING = sa.text("sent_at IS NULL AND failed_at IS NULL")
+
+
+def upgrade():
+    op.create_index(
+        "ix_outbox_waiting",
+        "outbox_messages",
+        ["next_attempt_at", "id"],
+        postgresql_where=WAITING,
+        sqlite_where=WAITING,
+    )
+    op.drop_index("ix_outbox_due", table_name="outbox_messages")
+
+
+def downgrade():
+    op.create_index(
+        "ix_outbox_due", "outbox_messages", ["sent_at", "failed_at", "next_attempt_at"]
+    )
+    op.drop_index("ix_outbox_waiting", table_name="outbox_messages")

@@ -1,0 +1,205 @@
+"""How the worker delivers: claims, newsletter copies spliced from their edition, marks.
+
+Real parts only: the test's SMTP server (aiosmtpd on 127.0.0.1), SQLite and PostgreSQL.
+The edition's helpers (articles of 10 March 2025, readers, parsing) live in
+``test_newsletter.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import create_engine, func, insert, select, update
+from test_newsletter import SITE, new_reader, parse, publish, send
+
+from auth_service import mailer, outbox
+from auth_service.extensions import db
+from auth_service.models import Edition, OutboxMessage, utcnow
+
+READERS = {"lea@example.com": "fr", "sam@example.com": "en", "o'neil+daily@example.org": "fr"}
+
+
+def queued_rows() -> list:
+    """The outbox as the worker reads it: plain rows, oldest first."""
+    db.session.commit()
+    return db.session.execute(select(OutboxMessage.__table__).order_by(OutboxMessage.id)).all()
+
+
+@pytest.fixture
+def queued(runner):
+    """The edition of DAY queued for a French, an English and an apostrophe+tag reader."""
+    publish()
+    for address, locale in READERS.items():
+        new_reader(address, locale=locale)
+    assert send(runner).exit_code == 0
+    rows = queued_rows()
+    assert len(rows) == len(READERS)
+    return rows
+
+
+def without_boundary(message) -> dict:
+    """Every header of a message but the MIME boundary, which is random in each build."""
+    headers = {name: str(value) for name, value in message.items()}
+    headers["Content-Type"] = re.sub(r'boundary="[^"]+"', "", headers["Content-Type"])
+    return headers
+
+
+def parts_of(message) -> list[tuple]:
+    """Each leaf part's type, transfer encoding and decoded text."""
+    return [
+        (part.get_content_type(), part["Content-Transfer-Encoding"], part.get_content())
+        for part in message.walk()
+        if not part.is_multipart()
+    ]
+
+
+def test_a_spliced_copy_reads_exactly_as_the_message_built_in_full(app, queued):
+    copies = mailer.EditionCopies()
+    for row in queued:
+        spliced = copies.bytes_of(row)
+        assert spliced is not None, row.to_address
+        full = mailer.build_message(row).as_bytes()
+
+        assert without_boundary(parse_bytes(spliced)) == without_boundary(parse_bytes(full))
+        assert parts_of(parse_bytes(spliced)) == parts_of(parse_bytes(full))
+        assert b"@@" not in spliced
+        assert re.search(rb"[^\r]\n", spliced) is None, "a bare LF: SMTP wants CRLF"
+        assert max(len(line) for line in spliced.split(b"\r\n")) <= 998
+        assert row.personal["unsubscribe"].encode() in spliced
+
+
+def changed(row, **values) -> SimpleNamespace:
+    """An outbox row with some of its values changed."""
+    return SimpleNamespace(**{**row._asdict(), **values})
+
+
+def parse_bytes(data: bytes):
+    """Bytes as a mail client reads them."""
+
+    class Envelope:
+        original_content = data
+
+    return parse(Envelope)
+
+
+def test_an_address_beyond_ascii_is_built_in_full(app, queued):
+    row = changed(queued[0], to_address="élodie@exemple.fr")
+    assert mailer.EditionCopies().bytes_of(row) is None
+
+
+def test_a_reader_link_too_long_for_its_line_is_built_in_full(app, queued):
+    row = queued[0]
+    personal = {**row.personal, "preferences": f"{SITE}/newsletter/preferences?token=" + "a" * 990}
+    assert mailer.EditionCopies().bytes_of(changed(row, personal=personal)) is None
+
+
+def test_a_header_value_that_is_not_one_ascii_line_is_built_in_full(app, queued):
+    row = queued[0]
+    for odd in ("<https://news.test/u>\r\nBcc: x@example.org", "<https://news.test/ü>"):
+        headers = {**row.headers, "List-Unsubscribe": odd}
+        assert mailer.EditionCopies().bytes_of(changed(row, headers=headers)) is None
+
+
+def test_an_edition_the_library_must_encode_goes_out_built_in_full(app, queued, smtp_server):
+    # One line longer than SMTP allows: the HTML part can only go quoted-printable, where
+    # a reader's link cannot simply be put in place of its marker.
+    long_line = "<p>" + "Lorem ipsum dolor sit amet. " * 60 + "</p>"
+    for edition in db.session.scalars(select(Edition)):
+        edition.html_body = edition.html_body.replace("</body>", long_line + "</body>")
+    db.session.commit()
+    assert all(mailer.EditionCopies().bytes_of(row) is None for row in queued)
+
+    assert outbox.deliver_due().sent == len(READERS)
+
+    arrived = {envelope.rcpt_tos[0]: parse(envelope) for envelope in smtp_server.messages}
+    assert sorted(arrived) == sorted(READERS)
+    for row in queued:
+        html = [part for part in arrived[row.to_address].walk()
+                if part.get_content_type() == "text/html"][0]
+        assert html["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
+        assert row.personal["unsubscribe"] in html.get_content()
+        assert "@@" not in html.get_content()
+
+
+# --- Claims ---------------------------------------------------------------------------------
+
+
+def waiting_messages(count: int) -> None:
+    """``count`` sign-in-sized messages, all due now."""
+    now = utcnow()
+    db.session.execute(insert(OutboxMessage), [
+        {"message_id": f"<{number}@news.test>", "to_address": f"r{number}@example.com",
+         "subject": "s", "text_body": "t", "html_body": "h", "headers": {},
+         "kind": "newsletter", "created_at": now, "next_attempt_at": now, "attempts": 0}
+        for number in range(count)
+    ])
+    db.session.commit()
+
+
+def test_a_claim_takes_no_more_than_asked_and_never_a_message_twice(app):
+    waiting_messages(250)
+
+    claims = [outbox.claim_due(100) for _ in range(4)]
+
+    assert [len(claim) for claim in claims] == [100, 100, 50, 0]
+    claimed = [message_id for claim in claims for message_id in claim]
+    assert len(set(claimed)) == 250
+
+
+def test_the_oldest_due_message_is_claimed_first(app):
+    waiting_messages(5)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.message_id == "<3@news.test>")
+        .values(next_attempt_at=utcnow().replace(year=2020))
+    )
+    db.session.commit()
+    oldest = db.session.scalar(select(OutboxMessage.id).where(
+        OutboxMessage.message_id == "<3@news.test>"))
+
+    assert outbox.claim_due(1) == [oldest]
+
+
+# --- Marks --------------------------------------------------------------------------------
+
+
+class MarksWatcher:
+    """An aiosmtpd handler that, as each message arrives, counts those marked sent.
+
+    It reads the database on a connection of its own, as another process would.
+    """
+
+    def __init__(self, url: str):
+        self.engine = create_engine(url)
+        self.messages: list = []
+        self.marked_at_arrival: list[int] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        """Note how many messages were marked sent when this one came, then accept it."""
+        with self.engine.connect() as connection:
+            marked = connection.scalar(
+                select(func.count()).select_from(OutboxMessage.__table__)
+                .where(OutboxMessage.sent_at.isnot(None))
+            )
+        self.marked_at_arrival.append(marked)
+        self.messages.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def test_every_message_is_marked_sent_before_the_next_one_is_handed_over(
+    app, queued, smtp_server
+):
+    smtp_server.stop()
+    smtp_server.recorder = watcher = MarksWatcher(app.config["SQLALCHEMY_DATABASE_URI"])
+    smtp_server.start()
+    try:
+        assert outbox.deliver_due().sent == len(READERS)
+    finally:
+        watcher.engine.dispose()
+
+    # When message n arrives, the n before it are marked: a worker killed at any moment
+    # leaves at most one accepted message unmarked, to be sent again.
+    assert watcher.marked_at_arrival == list(range(len(READERS)))
+    assert all(row.sent_at is not None and row.attempts == 1 for row in queued_rows())
