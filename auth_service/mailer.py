@@ -161,18 +161,20 @@ class _TimedConnection(Connection):
 
 
 class _BeforeData:
-    """smtplib's client, calling ``before_data`` between the envelope and DATA.
+    """smtplib's client, calling ``before_data`` once the server is ready for the message.
 
-    DATA is the point after which the server may accept the message; the outbox uses
-    the moment to make sure the previous message is marked sent.
+    That is after the server's 354 and before the message itself, the point from which
+    the server may accept it; the outbox uses it to make sure the previous message is
+    marked sent. smtplib sends the message as bytes and every command as text.
     """
 
     before_data = None
 
-    def data(self, msg):
-        if self.before_data is not None:
-            self.before_data()
-        return super().data(msg)
+    def send(self, s):
+        if isinstance(s, bytes) and self.before_data is not None:
+            call, self.before_data = self.before_data, None
+            call()
+        return super().send(s)
 
 
 class _Host(_BeforeData, smtplib.SMTP):
@@ -191,7 +193,7 @@ class _SmtpSender:
         self.copies = EditionCopies()
 
     def send(self, message: OutboxMessage, *, before_data=None) -> None:
-        """Send one message; call ``before_data()``, if given, just before SMTP's DATA."""
+        """Send one message; call ``before_data()``, if given, just before its content."""
         self.host.ehlo_or_helo_if_needed()
         sender = current_app.config["MAIL_DEFAULT_SENDER"]
         # Our text parts are 8-bit UTF-8: say so to servers that want to know.
