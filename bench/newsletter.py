@@ -17,9 +17,12 @@ so that its peak memory is its own:
    wrapped to claim nothing more after that, which ends ``deliver_due``'s loop; nothing
    else is touched. ``--deliver 0`` delivers every queued copy, with no time limit
    unless ``--deliver-seconds`` is given;
-4. raw, timed: the same number of copies of one built message sent to the same sink on
-   one bare ``smtplib`` connection: what the sink accepts when nothing else is done. The
-   ratio of our rate to this one says whether the sink or our code sets the pace;
+4. raw, timed: as many copies of one built message sent to the same sink on one bare
+   ``smtplib`` connection: what the sink accepts when nothing else is done. The ratio of
+   our rate to this one says whether the sink or our code sets the pace. Steps 3 and 4
+   alternate in slices (``--rounds``, 5 by default), so that a machine that gets busier
+   or quieter during the run weighs on both alike; the CPU time this process spends per
+   copy is printed for both;
 5. memory: the same setup on a second, fresh database, and ``queue_edition`` once more
    under tracemalloc. Its peak counts Python's allocations only; tracemalloc makes the
    code it watches several times slower, which is why this pass comes last, on a
@@ -370,6 +373,32 @@ def set_up(app, count: int) -> date:
     return day
 
 
+def deliver_slice(transport, sink, count: int, seconds: float, profiling) -> dict:
+    """Deliver the next ``count`` due copies with ``deliver_due``; time and CPU it."""
+    from auth_service.outbox import deliver_due
+
+    before = sink.accepted
+    with claims_capped(count, seconds), profiling:
+        started, cpu = time.perf_counter(), time.process_time()
+        delivery = deliver_due(transport)
+        elapsed, used = time.perf_counter() - started, time.process_time() - cpu
+    return {"sent": delivery.sent, "retried": delivery.retried, "failed": delivery.failed,
+            "deliver_s": elapsed, "deliver_cpu": used, "sink_ours": sink.accepted - before}
+
+
+def raw_slice(sink, data: bytes, count: int) -> dict:
+    """Send ``count`` copies of one built message on one bare connection; time and CPU it."""
+    before = sink.accepted
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as host:
+        host.ehlo()
+        started, cpu = time.perf_counter(), time.process_time()
+        for number in range(count):
+            host.sendmail(RAW_SENDER, [f"raw{number}@example.com"], data,
+                          mail_options=["BODY=8BITMIME"])
+        elapsed, used = time.perf_counter() - started, time.process_time() - cpu
+    return {"raw_s": elapsed, "raw_cpu": used, "sink_raw": sink.accepted - before}
+
+
 def run_database(urls: dict, label: str, options: dict, results) -> None:
     """Set up, queue and deliver on one database; send the figures to ``results``.
 
@@ -384,7 +413,6 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
     from auth_service.extensions import db
     from auth_service.mailer import SmtpTransport, build_message, transport_for
     from auth_service.models import OutboxMessage
-    from auth_service.outbox import deliver_due
 
     count = options["subscribers"]
     profiles: list[str] = []
@@ -417,48 +445,40 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
             in_outbox = db.session.scalar(select(func.count()).select_from(OutboxMessage))
             figures["outbox_rows"] = in_outbox
 
-            # --- deliver through deliver_due() and the real SmtpTransport
+            # --- deliver through deliver_due(), and raw sends, in alternating slices
             wanted = report.queued if options["deliver"] == 0 else min(
                 options["deliver"], report.queued
             )
             transport = transport_for(app)
             assert isinstance(transport, SmtpTransport), transport
-            before = sink.accepted
-            with claims_capped(wanted, options["deliver_seconds"]), profiled(
-                options["profile"], f"{label}: deliver_due", profiles
-            ):
-                started = time.perf_counter()
-                delivery = deliver_due(transport)
-                figures["deliver_s"] = time.perf_counter() - started
-            figures["wanted"] = wanted
-            figures["sent"], figures["retried"], figures["failed"] = (
-                delivery.sent, delivery.retried, delivery.failed
-            )
-            figures["sink_ours"] = sink.accepted - before
-            figures["rss_deliver_mb"] = maxrss_mb()
-            say(f"[{label}] deliver: {delivery.sent:,} in {figures['deliver_s']:.1f} s")
-
-            # --- the sink's raw accept rate: one built message, one bare connection
             sample = db.session.scalar(
-                select(OutboxMessage)
-                .where(OutboxMessage.sent_at.is_not(None),
-                       OutboxMessage.to_address.like("reader%"))
-                .order_by(OutboxMessage.id)
-                .limit(1)
+                select(OutboxMessage).where(OutboxMessage.to_address.like("reader%"))
+                .order_by(OutboxMessage.id).limit(1)
             )
             data = build_message(sample).as_bytes()
             figures["message_bytes"] = len(data)
             db.session.commit()
-            before = sink.accepted
-            with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as host:
-                host.ehlo()
-                started = time.perf_counter()
-                for number in range(delivery.sent):
-                    host.sendmail(RAW_SENDER, [f"raw{number}@example.com"], data,
-                                  mail_options=["BODY=8BITMIME"])
-                figures["raw_s"] = time.perf_counter() - started
-            figures["sink_raw"] = sink.accepted - before
-            say(f"[{label}] raw: {figures['sink_raw']:,} in {figures['raw_s']:.1f} s")
+            totals = dict.fromkeys(
+                ("sent", "retried", "failed", "deliver_s", "deliver_cpu", "sink_ours",
+                 "raw_s", "raw_cpu", "sink_raw"), 0
+            )
+            rounds = options["rounds"]
+            for number in range(rounds):
+                share = (wanted - totals["sent"]) // (rounds - number)
+                if share <= 0:
+                    break
+                ours = deliver_slice(transport, sink, share, options["deliver_seconds"] / rounds,
+                                     profiled(options["profile"] and number == 0,
+                                              f"{label}: deliver_due, first slice", profiles))
+                raw = raw_slice(sink, data, ours["sent"])
+                for key, value in {**ours, **raw}.items():
+                    totals[key] += value
+                if ours["sent"] < share:
+                    break  # the time budget ran out
+            figures.update(totals, wanted=wanted)
+            figures["rss_deliver_mb"] = maxrss_mb()
+            say(f"[{label}] deliver: {totals['sent']:,} in {totals['deliver_s']:.1f} s; "
+                f"raw: {totals['sink_raw']:,} in {totals['raw_s']:.1f} s")
             db.session.remove()
             db.engine.dispose()
 
@@ -544,6 +564,9 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
     row("ours / raw", lambda r: (
         f"{rate(r['sent'], r['deliver_s']) / rate(r['sink_raw'], r['raw_s']):.2f}"
     ))
+    row("our CPU per copy, ms", lambda r: f"{1000 * r['deliver_cpu'] / max(r['sent'], 1):.2f}")
+    row("raw sender's CPU per copy, ms",
+        lambda r: f"{1000 * r['raw_cpu'] / max(r['sink_raw'], 1):.2f}")
     row("message size, bytes", lambda r: f"{r['message_bytes']:,}")
     if options["tracemalloc"]:
         row("tracemalloc peak, queue, MiB", lambda r: f"{r['tracemalloc_peak_mb']:.1f}")
@@ -569,10 +592,12 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
             print(f"{r['label']}: delivery is a sample, the first {r['sent']:,} of the "
                   f"{r['queued']:,} queued copies, all of them due as at the start of a real "
                   f"send; it stopped because {why}. --deliver 0 delivers them all.")
-    print("Delivery: deliver_due() through SmtpTransport, one SMTP connection per batch of "
-          "OUTBOX_BATCH_SIZE; raw: the same number of one built message on one bare smtplib "
-          "connection to the same sink (a separate process). ours/raw near 1 means the sink "
-          "sets the pace.")
+    print(f"Delivery: deliver_due() through SmtpTransport (one SMTP connection per call, "
+          f"batches of OUTBOX_BATCH_SIZE claimed on it); raw: as many copies of one built "
+          f"message on one bare smtplib connection to the same sink (a separate process); "
+          f"the two alternate in {options['rounds']} slices so that both see the same "
+          f"machine. ours/raw near 1 means the sink sets the pace. CPU: this process's "
+          f"user+system time (every thread) per copy.")
     print("Memory: tracemalloc peak = Python allocations during queue_edition, run again "
           "under tracemalloc on a second fresh database (tracemalloc slows it, hence the "
           "separate pass); ru_maxrss = the process's high-water mark after each phase, "
@@ -605,12 +630,15 @@ def main(argv: list[str] | None = None) -> None:
                              "the table says how many were delivered")
     parser.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false",
                         help="skip the traced queueing pass (and its memory figure)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="how many alternating slices of our delivery and raw sends "
+                             "(default: 5)")
     parser.add_argument("--profile", action="store_true",
                         help="run the timed queue and delivery under cProfile (slower) and "
                              "print the top functions")
     options = parser.parse_args(argv)
-    if options.subscribers < 1 or options.deliver < 0:
-        parser.error("--subscribers must be positive and --deliver not negative")
+    if options.subscribers < 1 or options.deliver < 0 or options.rounds < 1:
+        parser.error("--subscribers and --rounds must be positive, --deliver not negative")
     if options.deliver_seconds is None:
         options.deliver_seconds = float("inf") if options.deliver == 0 else 30.0
     settings = vars(options)
