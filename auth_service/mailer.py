@@ -160,28 +160,28 @@ class _TimedConnection(Connection):
         return host
 
 
-class _BeforeData:
-    """smtplib's client, calling ``before_data`` once the server is ready for the message.
+class _Meanwhile:
+    """smtplib's client, doing the caller's pending work while the server answers.
 
-    That is after the server's 354 and before the message itself, the point from which
-    the server may accept it; the outbox uses it to make sure the previous message is
-    marked sent. smtplib sends the message as bytes and every command as text.
+    ``meanwhile``, when set, is called once, right after the next command is sent and
+    before its reply is read: the outbox writes the previous message's mark there, while
+    the server reads the next MAIL FROM.
     """
 
-    before_data = None
+    meanwhile = None
 
-    def send(self, s):
-        if isinstance(s, bytes) and self.before_data is not None:
-            call, self.before_data = self.before_data, None
+    def getreply(self):
+        if self.meanwhile is not None:
+            call, self.meanwhile = self.meanwhile, None
             call()
-        return super().send(s)
+        return super().getreply()
 
 
-class _Host(_BeforeData, smtplib.SMTP):
+class _Host(_Meanwhile, smtplib.SMTP):
     pass
 
 
-class _SslHost(_BeforeData, smtplib.SMTP_SSL):
+class _SslHost(_Meanwhile, smtplib.SMTP_SSL):
     pass
 
 
@@ -192,14 +192,15 @@ class _SmtpSender:
         self.host = host
         self.copies = EditionCopies()
 
-    def send(self, message: OutboxMessage, *, before_data=None) -> None:
-        """Send one message; call ``before_data()``, if given, just before its content."""
+    def send(self, message: OutboxMessage, *, meanwhile=None) -> None:
+        """Send one message; call ``meanwhile()``, if given, while the server answers its
+        first command (always before its content)."""
         self.host.ehlo_or_helo_if_needed()
         sender = current_app.config["MAIL_DEFAULT_SENDER"]
         # Our text parts are 8-bit UTF-8: say so to servers that want to know.
         options = ["BODY=8BITMIME"] if self.host.has_extn("8bitmime") else []
         spliced = self.copies.bytes_of(message)
-        self.host.before_data = before_data
+        self.host.meanwhile = meanwhile
         try:
             if spliced is not None:
                 self.host.sendmail(sender, [message.to_address], spliced, options)
@@ -210,7 +211,7 @@ class _SmtpSender:
                     mail_options=options,
                 )
         finally:
-            self.host.before_data = None
+            self.host.meanwhile = None
 
 
 # The headers of a newsletter copy that are the reader's own; the others are the edition's.
@@ -326,10 +327,10 @@ class DevMailbox:
         self.folder.mkdir(parents=True, exist_ok=True)
         yield self
 
-    def send(self, message: OutboxMessage, *, before_data=None) -> None:
+    def send(self, message: OutboxMessage, *, meanwhile=None) -> None:
         """Store one message and print its links to the console."""
-        if before_data is not None:
-            before_data()
+        if meanwhile is not None:
+            meanwhile()
         path = self.folder / f"{message.created_at:%Y%m%d-%H%M%S}-{message.id:06d}.eml"
         temporary = path.with_suffix(".tmp")
         temporary.write_bytes(build_message(message).as_bytes())

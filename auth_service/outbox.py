@@ -12,7 +12,6 @@ import logging
 import smtplib
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -231,7 +230,7 @@ def _send(connection, pending: list, marks: SentMarks, report: DeliveryReport) -
             return
         message = pending[0]
         try:
-            connection.send(message, before_data=marks.settle)
+            connection.send(message, meanwhile=marks.settle)
         except MESSAGE_REFUSALS as error:
             pending.pop(0)
             _count(report, _record_failure(message, error, permanent=is_permanent(error)))
@@ -264,64 +263,74 @@ _SENT_SECRET = _SENT.values(text_body=REMOVED, html_body=REMOVED)
 
 
 class SentMarks:
-    """Marks messages sent from a thread of its own, while the next one is on its way.
+    """Marks messages sent while the server reads the next message's first command.
 
     Writing a mark takes a round trip to the database, as long as a good part of an SMTP
-    exchange; made in line it would slow delivery by as much. Made here, it runs while
-    the next message's envelope (MAIL FROM, RCPT TO, DATA) goes out, and the sender
-    calls :meth:`settle` before that message's content. So, as when marking in line, at
+    exchange; made in line it would slow delivery by as much. Instead the mark of a
+    message waits until the next one's MAIL FROM is on its way and is written while the
+    server answers (see ``mailer._Meanwhile``), or at the end of the pass. It is always
+    written before that next message's content is sent, so, as when marking in line, at
     most one message is ever accepted by the server and not yet marked sent: a worker
     killed at any moment sends at most that one again.
     """
 
     def __init__(self, engine):
         self._engine = engine
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-marks")
-        self._writing: Future | None = None
-        self._connection = None  # opened by the thread on its first mark
+        self._waiting: tuple | None = None
+        self._connection = None  # opened on the first mark
 
     def add(self, message) -> None:
-        """Mark ``message`` sent, in the background, once the previous mark is written."""
+        """Mark ``message`` sent at the next :meth:`settle`; settle the previous one first."""
         self.settle()
         statement = _SENT_SECRET if message.kind in SECRET_KINDS else _SENT
-        values = {"row_id": message.id, "when": utcnow(), "tries": message.attempts + 1}
-        self._writing = self._thread.submit(self._write, statement, values)
-
-    def _write(self, statement, values: dict) -> None:
-        # One UPDATE of one row, committed by itself: one round trip, no BEGIN or COMMIT.
-        if self._connection is None:
-            self._connection = self._engine.connect().execution_options(
-                isolation_level="AUTOCOMMIT"
-            )
-        try:
-            self._connection.execute(statement, values)
-            self._connection.commit()
-        except Exception:
-            self._connection.invalidate()
-            self._connection.close()
-            self._connection = None
-            raise
+        self._waiting = (
+            statement, {"row_id": message.id, "when": utcnow(), "tries": message.attempts + 1}
+        )
 
     def settle(self) -> None:
-        """Wait until the last mark is written; raise :class:`MarkingFailed` if it was not."""
-        writing, self._writing = self._writing, None
-        if writing is None:
+        """Write the waiting mark, if any; raise :class:`MarkingFailed` if that fails."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
             return
         try:
-            writing.result()
+            # One UPDATE of one row, committed by itself: one round trip, no BEGIN/COMMIT.
+            if self._connection is None:
+                self._connection = self._open()
+            self._connection.execute(*waiting)
+            self._connection.commit()
         except Exception as error:
             log.exception("Outbox: a message was sent but not marked sent; it may go twice")
+            if self._connection is not None:
+                self._connection.invalidate()
+                self._connection.close()
+                self._connection = None
             raise MarkingFailed(str(error)) from error
 
+    def _open(self):
+        """The connection marks are written on: each statement commits by itself."""
+        connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if connection.dialect.name == "postgresql":
+            # A mark's commit does not wait for the disk: that wait alone is longer than
+            # the server's answer the mark hides behind. A killed worker loses nothing
+            # by it; only a crash of PostgreSQL itself may lose the marks of its last
+            # fraction of a second (three wal_writer_delay at most), and those few
+            # messages would go out a second time.
+            connection.exec_driver_sql("SET synchronous_commit TO OFF")
+        return connection
+
     def close(self) -> None:
-        """Write the last mark, end the thread, give its connection back."""
+        """Write the waiting mark, if any, and give the connection back as it was."""
         try:
             self.settle()
         finally:
-            self._thread.shutdown(wait=True)
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                try:
+                    if connection.dialect.name == "postgresql":
+                        connection.exec_driver_sql("RESET synchronous_commit")
+                except Exception:
+                    connection.invalidate()  # never back in the pool with that setting
+                connection.close()
 
 
 def _release(message_ids: list[int]) -> None:

@@ -11,7 +11,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, update
+from sqlalchemy import create_engine, func, insert, select, text, update
 from test_newsletter import SITE, new_reader, parse, publish, send
 
 from auth_service import mailer, outbox
@@ -203,3 +203,91 @@ def test_every_message_is_marked_sent_before_the_next_one_is_handed_over(
     # leaves at most one accepted message unmarked, to be sent again.
     assert watcher.marked_at_arrival == list(range(len(READERS)))
     assert all(row.sent_at is not None and row.attempts == 1 for row in queued_rows())
+
+
+def settings_of(connection) -> tuple:
+    """What the marks' connection changes for itself: commit mode and durability."""
+    durability = (
+        "SHOW synchronous_commit" if connection.dialect.name == "postgresql"
+        else "PRAGMA synchronous"
+    )
+    return connection.get_isolation_level(), connection.exec_driver_sql(durability).scalar()
+
+
+def test_the_pool_gets_its_connections_back_as_they_were(app, queued, smtp_server):
+    with db.engine.connect() as connection:
+        normal = settings_of(connection)
+
+    assert outbox.deliver_due().sent == len(READERS)
+
+    # The marks' connection commits each statement by itself and, on PostgreSQL, does
+    # not wait for the disk; no other connection may inherit that. Every connection
+    # resting in the pool is taken out and asked.
+    assert db.engine.pool.checkedin() >= 1
+    checked_out = [db.engine.connect() for _ in range(db.engine.pool.checkedin())]
+    try:
+        found = {settings_of(connection) for connection in checked_out}
+    finally:
+        for connection in checked_out:
+            connection.close()
+    assert found == {normal}
+
+
+def refuse_marking(message_id: int) -> None:
+    """A trigger that makes the database refuse to mark this one message sent."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text(
+            "CREATE FUNCTION refuse_mark() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'the disk is full'; END $$"
+        ))
+        db.session.execute(text(
+            "CREATE TRIGGER refuse_mark BEFORE UPDATE OF sent_at ON outbox_messages "
+            f"FOR EACH ROW WHEN (NEW.id = {message_id} AND NEW.sent_at IS NOT NULL) "
+            "EXECUTE FUNCTION refuse_mark()"
+        ))
+    else:
+        db.session.execute(text(
+            "CREATE TRIGGER refuse_mark BEFORE UPDATE OF sent_at ON outbox_messages "
+            f"WHEN NEW.id = {message_id} AND NEW.sent_at IS NOT NULL "
+            "BEGIN SELECT RAISE(ABORT, 'the disk is full'); END"
+        ))
+    db.session.commit()
+
+
+def drop_refusal() -> None:
+    """Remove the trigger of :func:`refuse_marking`."""
+    db.session.rollback()
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("DROP TRIGGER refuse_mark ON outbox_messages"))
+        db.session.execute(text("DROP FUNCTION refuse_mark()"))
+    else:
+        db.session.execute(text("DROP TRIGGER refuse_mark"))
+    db.session.commit()
+
+
+def test_a_mark_the_database_refuses_stops_nothing_else_and_is_logged(
+    app, queued, smtp_server, caplog
+):
+    first, second, third = queued
+    refuse_marking(first.id)
+    try:
+        with caplog.at_level("ERROR"):
+            report = outbox.deliver_due()
+    finally:
+        drop_refusal()
+
+    # The first went out but could not be marked: the pass stopped there, as when the
+    # connection breaks, and the messages in hand wait for a retry.
+    assert (report.sent, report.retried, report.failed) == (1, 2, 0)
+    assert [envelope.rcpt_tos[0] for envelope in smtp_server.messages] == [first.to_address]
+    assert "may go twice" in caplog.text
+    rows = {row.id: row for row in queued_rows()}
+    assert rows[first.id].sent_at is None and rows[first.id].claimed_until is not None
+    assert all(rows[message.id].sent_at is None and rows[message.id].attempts == 1
+               for message in (second, third))
+
+    db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
+    db.session.commit()
+    assert outbox.deliver_due().sent == 2  # the first waits for its claim to run out
+    arrived = [envelope.rcpt_tos[0] for envelope in smtp_server.recorder.wait_for(3)]
+    assert sorted(arrived) == sorted(READERS)
