@@ -124,41 +124,33 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, config["OUTBOX_BACKOFF_MAX"]))
 
 
-def _handled(message, **values) -> None:
-    """Write what became of a claimed message, and commit at once.
-
-    A sign-in mail loses its bodies here: once handled, the database never holds its link.
-    """
-    if message.kind in SECRET_KINDS:
-        values.update(text_body=REMOVED, html_body=REMOVED)
-    db.session.execute(
-        update(OUTBOX).where(OUTBOX.c.id == message.id).values(claimed_until=None, **values)
-    )
-    db.session.commit()
-
-
 def _record_failure(message, error: Exception, *, permanent: bool) -> str:
-    """Schedule a retry, or give up for good; return which."""
+    """Schedule a retry, or give up for good; commit at once and return which.
+
+    A sign-in mail given up loses its bodies here: the database never keeps its link.
+    """
     now = utcnow()
-    attempts = message.attempts + 1
-    last_error = f"{type(error).__name__}: {error}"[:2000]
-    if permanent or attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
-        _handled(message, attempts=attempts, last_error=last_error, failed_at=now)
-        log.error("Outbox: giving up on message %s: %s", message.id, last_error)
-        return "failed"
-    retry_at = now + backoff(attempts)
-    db.session.execute(
-        update(OUTBOX)
-        .where(OUTBOX.c.id == message.id)
-        .values(attempts=attempts, last_error=last_error, next_attempt_at=retry_at,
-                claimed_until=None)
-    )
+    values = {
+        "attempts": message.attempts + 1,
+        "last_error": f"{type(error).__name__}: {error}"[:2000],
+        "claimed_until": None,
+    }
+    if permanent or values["attempts"] >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
+        values["failed_at"] = now
+        if message.kind in SECRET_KINDS:
+            values.update(text_body=REMOVED, html_body=REMOVED)
+    else:
+        values["next_attempt_at"] = now + backoff(values["attempts"])
+    db.session.execute(update(OUTBOX).where(OUTBOX.c.id == message.id).values(**values))
     db.session.commit()
+    if "failed_at" in values:
+        log.error("Outbox: giving up on message %s: %s", message.id, values["last_error"])
+        return "failed"
     log.warning(
         "Outbox: message %s not sent (%s); retry at %s",
         message.id,
-        last_error,
-        retry_at.isoformat(),
+        values["last_error"],
+        values["next_attempt_at"].isoformat(),
     )
     return "retried"
 

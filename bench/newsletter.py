@@ -467,14 +467,15 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
                 share = (wanted - totals["sent"]) // (rounds - number)
                 if share <= 0:
                     break
-                ours = deliver_slice(transport, sink, share, options["deliver_seconds"] / rounds,
+                budget = options["deliver_seconds"] - totals["deliver_s"]
+                ours = deliver_slice(transport, sink, share, budget,
                                      profiled(options["profile"] and number == 0,
                                               f"{label}: deliver_due, first slice", profiles))
                 raw = raw_slice(sink, data, ours["sent"])
                 for key, value in {**ours, **raw}.items():
                     totals[key] += value
                 if ours["sent"] < share:
-                    break  # the time budget ran out
+                    break  # the time budget (--deliver-seconds) ran out
             figures.update(totals, wanted=wanted)
             figures["rss_deliver_mb"] = maxrss_mb()
             say(f"[{label}] deliver: {totals['sent']:,} in {totals['deliver_s']:.1f} s; "
