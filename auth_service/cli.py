@@ -1,10 +1,12 @@
-"""Commands: ``auth-service demo``, ``worker``, ``articles import`` (and Flask's own)."""
+"""Commands: ``auth-service demo``, ``worker``, ``articles import``, ``newsletter send`` and
+``unsubscribe-mail`` (and Flask's own)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sys
 from datetime import datetime
 from importlib import resources
 from zoneinfo import ZoneInfo
@@ -13,12 +15,15 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, with_appcontext
 from flask_migrate import upgrade
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import run_simple
 
 from . import create_app
 from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
 from .editions import EditionError, queue_edition
+from .extensions import db
+from .mailto import MAX_BYTES, unsubscribe_by_mail
 from .outbox import Worker, deliver_due
 from .subscribers_cli import subscribers_group
 
@@ -58,7 +63,9 @@ def import_command(file) -> None:
     click.echo(f"{report.created} created, {report.updated} updated")
 
 
-newsletter_group = click.Group("newsletter", help="Send newsletter editions.")
+newsletter_group = click.Group(
+    "newsletter", help="Send newsletter editions; act on unsubscribe mails."
+)
 
 
 @newsletter_group.command("send")
@@ -88,6 +95,29 @@ def send_command(slug: str, day, dry_run: bool) -> None:
         f"{slug} {edition_day.isoformat()}: {report.articles} articles, {verb} "
         f"{report.queued}, already queued before {report.already_queued}"
     )
+
+
+# sysexits.h: the mail server keeps the mail and tries again later.
+EX_TEMPFAIL = 75
+
+
+@newsletter_group.command("unsubscribe-mail")
+@with_appcontext
+def unsubscribe_mail_command() -> None:
+    """Act on one mail sent to the List-Unsubscribe address, read on standard input.
+
+    For the mail server to pipe each such mail to (Postfix, Exim, procmail). Exits 0
+    whatever the mail says, so nothing is bounced to a forged sender; exits 75
+    (EX_TEMPFAIL) if the database cannot be reached, so the server tries again later.
+    """
+    raw = sys.stdin.buffer.read(MAX_BYTES)
+    try:
+        outcome = unsubscribe_by_mail(raw)
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        click.echo(f"database unavailable, try again later: {type(error).__name__}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    click.echo(outcome)
 
 
 def demo_articles() -> list:

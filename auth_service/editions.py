@@ -24,6 +24,7 @@ from .addresses import transport_address
 from .config import public_host
 from .extensions import db
 from .mailer import PREFERENCES_URL, UNSUBSCRIBE_URL, public_url_for
+from .mailto import subject_for
 from .models import (
     Article,
     Edition,
@@ -246,7 +247,8 @@ class _CopyMaker:
             "html_body": "",
             "headers": {
                 "List-Id": self.list_id,
-                "List-Unsubscribe": f"<{unsubscribe}>, <mailto:{self.mailto}?subject=unsubscribe>",
+                "List-Unsubscribe": f"<{unsubscribe}>, <mailto:{self.mailto}?subject="
+                f"{subject_for(self.letter.slug, token)}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 "Content-Language": locale,
                 "Precedence": "bulk",
