@@ -156,6 +156,8 @@ def test_a_mail_without_a_genuine_request_is_ignored_and_changes_nothing(
 
 
 def test_a_forged_token_or_another_newsletter_is_ignored(runner, mailto):
+    """Defence: the token's signature: a changed token, or a genuine one with another
+    newsletter's name, unsubscribes nobody."""
     address, subject = mailto
     for forged in (tampered(subject), subject.replace("daily", "weekly", 1)):
         result = pipe(runner, mail_from_client(address, forged))
@@ -165,8 +167,8 @@ def test_a_forged_token_or_another_newsletter_is_ignored(runner, mailto):
 
 
 def test_the_sender_address_proves_nothing(runner, mailto):
-    """Only the token counts: a mail from Sam with Léa's subject unsubscribes Léa, and a
-    mail from Léa with no token unsubscribes nobody."""
+    """Defence: only the token counts. A mail from Léa's address with no token
+    unsubscribes nobody; a mail from Sam with Léa's subject unsubscribes Léa."""
     address, subject = mailto
 
     assert pipe(runner, mail_from_client(address, "unsubscribe daily", sender=READER)
