@@ -7,6 +7,7 @@ mail a client would send to that ``mailto:`` address and feeds it, as bytes, to
 
 from __future__ import annotations
 
+import base64
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -21,6 +22,7 @@ from test_newsletter import (
     publish,
     send,
     send_and_deliver,
+    tampered,
 )
 from test_newsletter_edition import unsubscribe_header_links
 
@@ -113,18 +115,13 @@ def test_a_subject_a_client_dressed_up_still_works(runner, mailto, dressed):
 
 def test_a_subject_in_encoded_words_still_works(runner, mailto):
     address, subject = mailto
+    encoded = base64.b64encode(subject.encode()).decode()
     raw = mail_from_client(address, None).replace(
-        b"To:", b"Subject: =?utf-8?q?" + subject.replace(" ", "_").encode() + b"?=\nTo:", 1
+        b"To:", f"Subject: =?utf-8?b?{encoded}?=\nTo:".encode(), 1
     )
 
     assert pipe(runner, raw).exit_code == 0
     assert not is_subscribed(READER)
-
-
-def tampered(subject: str) -> str:
-    """The subject with one character of the token's signature changed."""
-    last = subject[-1]
-    return subject[:-1] + ("A" if last != "A" else "B")
 
 
 @pytest.mark.parametrize(
@@ -159,7 +156,9 @@ def test_a_forged_token_or_another_newsletter_is_ignored(runner, mailto):
     """Defence: the token's signature: a changed token, or a genuine one with another
     newsletter's name, unsubscribes nobody."""
     address, subject = mailto
-    for forged in (tampered(subject), subject.replace("daily", "weekly", 1)):
+    words = subject.split()
+    for forged in (f"{words[0]} {words[1]} {tampered(words[2])}",
+                   subject.replace("daily", "weekly", 1)):
         result = pipe(runner, mail_from_client(address, forged))
         assert result.exit_code == 0
         assert result.output.startswith("ignored:"), result.output
