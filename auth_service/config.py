@@ -52,6 +52,9 @@ class Config:
     MAIL_PASSWORD: str | None = None
     MAIL_DEFAULT_SENDER: str | None = None  # default: no-reply@<PUBLIC_URL host>
     MAIL_TIMEOUT = 30
+    # A new SMTP connection after this many messages: relays often cap a session
+    # (SendGrid at 100), and a fresh one costs a few milliseconds.
+    MAIL_MESSAGES_PER_CONNECTION = 100
     MAIL_SUPPRESS_SEND = False  # Flask-Mail would otherwise stay silent under testing
     # Worker: how often an idle worker looks at the outbox when nothing wakes it.
     OUTBOX_POLL_INTERVAL = 0.2

@@ -127,18 +127,22 @@ def personalise(body: str, personal: dict | None) -> str:
 
 
 class SmtpTransport:
-    """Delivers over SMTP, one connection per batch.
+    """Delivers over SMTP.
 
     Flask-Mail opens the connection (``MAIL_*`` settings: TLS, SSL, login); the
     standard library's ``send_message`` sends, adding SMTPUTF8 when an address needs it.
     """
 
     @contextmanager
-    def connection(self):
-        """An open SMTP connection whose ``send`` takes an :class:`OutboxMessage`."""
+    def connection(self, copies: EditionCopies | None = None):
+        """An open SMTP connection whose ``send`` takes an :class:`OutboxMessage`.
+
+        ``copies`` may be shared by the connections of one delivery pass, so that each
+        edition is built once per pass rather than once per connection.
+        """
         # Flask-Mail keeps the app's SMTP settings in its per-app state object.
         with _TimedConnection(current_app.extensions["mail"]) as connection:
-            yield _SmtpSender(connection.host)
+            yield _SmtpSender(connection.host, copies or EditionCopies())
 
 
 class _TimedConnection(Connection):
@@ -188,9 +192,9 @@ class _SslHost(_Meanwhile, smtplib.SMTP_SSL):
 class _SmtpSender:
     """One open SMTP connection: sends outbox rows, newsletter copies spliced."""
 
-    def __init__(self, host: smtplib.SMTP):
+    def __init__(self, host: smtplib.SMTP, copies: EditionCopies):
         self.host = host
-        self.copies = EditionCopies()
+        self.copies = copies
 
     def send(self, message: OutboxMessage, *, meanwhile=None) -> None:
         """Send one message; call ``meanwhile()``, if given, while the server answers its
@@ -322,8 +326,8 @@ class DevMailbox:
         self.folder = folder
 
     @contextmanager
-    def connection(self):
-        """The mailbox folder, ready to receive files."""
+    def connection(self, copies=None):
+        """The mailbox folder, ready to receive files (``copies`` is not needed here)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         yield self
 

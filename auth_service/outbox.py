@@ -20,7 +20,13 @@ from sqlalchemy import bindparam, event, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .extensions import db
-from .mailer import MESSAGE_REFUSALS, RenderedMail, is_permanent, transport_for
+from .mailer import (
+    MESSAGE_REFUSALS,
+    EditionCopies,
+    RenderedMail,
+    is_permanent,
+    transport_for,
+)
 from .models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -158,21 +164,25 @@ def _record_failure(message, error: Exception, *, permanent: bool) -> str:
 def deliver_due(transport=None, *, limit: int | None = None) -> DeliveryReport:
     """Deliver every message that is due now, in batches, and report what happened.
 
-    The batches share one connection while it works; if it breaks, the messages in hand
-    wait for a retry and the next batch opens a new one.
+    A connection carries batches up to ``MAIL_MESSAGES_PER_CONNECTION`` messages, then
+    the next one opens; if one breaks, the messages in hand wait for a retry.
     """
     transport = transport or transport_for(current_app)
     limit = limit or current_app.config["OUTBOX_BATCH_SIZE"]
+    per_connection = max(current_app.config["MAIL_MESSAGES_PER_CONNECTION"], 1)
     report = DeliveryReport()
     marks = SentMarks(db.engine)
+    copies = EditionCopies()  # each newsletter edition built once for the whole pass
     try:
-        while claimed := claim_due(limit):
+        while claimed := claim_due(min(limit, per_connection)):
             pending = _load(claimed)
             try:
-                with transport.connection() as connection:
+                with transport.connection(copies) as connection:
+                    room = per_connection
                     while pending:
+                        room -= len(pending)
                         _send(connection, pending, marks, report)
-                        pending = _load(claim_due(limit))
+                        pending = _load(claim_due(min(limit, room))) if room > 0 else []
                 marks.settle()
             except Exception as error:
                 # The server went away or refused us for now: nothing is lost, try later.

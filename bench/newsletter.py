@@ -593,8 +593,9 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
             print(f"{r['label']}: delivery is a sample, the first {r['sent']:,} of the "
                   f"{r['queued']:,} queued copies, all of them due as at the start of a real "
                   f"send; it stopped because {why}. --deliver 0 delivers them all.")
-    print(f"Delivery: deliver_due() through SmtpTransport (one SMTP connection per call, "
-          f"batches of OUTBOX_BATCH_SIZE claimed on it); raw: as many copies of one built "
+    print(f"Delivery: deliver_due() through SmtpTransport (batches of OUTBOX_BATCH_SIZE, a "
+          f"new SMTP connection every MAIL_MESSAGES_PER_CONNECTION messages, both 100 by "
+          f"default); raw: as many copies of one built "
           f"message on one bare smtplib connection to the same sink (a separate process); "
           f"the two alternate in {options['rounds']} slices so that both see the same "
           f"machine. ours/raw near 1 means the sink sets the pace. CPU: this process's "

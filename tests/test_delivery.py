@@ -291,3 +291,50 @@ def test_a_mark_the_database_refuses_stops_nothing_else_and_is_logged(
     assert outbox.deliver_due().sent == 2  # the first waits for its claim to run out
     arrived = [envelope.rcpt_tos[0] for envelope in smtp_server.recorder.wait_for(3)]
     assert sorted(arrived) == sorted(READERS)
+
+
+# --- Connections ------------------------------------------------------------------------
+
+
+class PeerRecorder:
+    """An aiosmtpd handler that notes which connection (client port) brought each message."""
+
+    def __init__(self):
+        self.peers: list = []
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        """Note the connection, accept the message."""
+        self.peers.append(session.peer)
+        self.messages.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def messages_per_connection(smtp_server, runner, count: int) -> list[int]:
+    """Queue ``count`` sign-in-sized messages, deliver them; how many went on each
+    connection, in order."""
+    smtp_server.stop()
+    smtp_server.recorder = recorder = PeerRecorder()
+    smtp_server.start()
+    waiting_messages(count)
+    assert outbox.deliver_due().sent == count
+    sizes: list[int] = []
+    for previous, peer in zip([None, *recorder.peers], recorder.peers, strict=False):
+        if peer == previous:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+    assert len(set(recorder.peers)) == len(sizes), "a connection came back after another"
+    return sizes
+
+
+@pytest.mark.settings(MAIL_MESSAGES_PER_CONNECTION=2, OUTBOX_BATCH_SIZE=100)
+def test_a_connection_carries_no_more_messages_than_the_setting_allows(
+    app, runner, smtp_server
+):
+    assert messages_per_connection(smtp_server, runner, 5) == [2, 2, 1]
+
+
+@pytest.mark.settings(MAIL_MESSAGES_PER_CONNECTION=100, OUTBOX_BATCH_SIZE=3)
+def test_batches_share_a_connection_up_to_the_setting(app, runner, smtp_server):
+    assert messages_per_connection(smtp_server, runner, 7) == [7]
