@@ -130,7 +130,7 @@ class SmtpTransport:
     """Delivers over SMTP.
 
     Flask-Mail opens the connection (``MAIL_*`` settings: TLS, SSL, login); the
-    standard library's ``send_message`` sends, adding SMTPUTF8 when an address needs it.
+    standard library's ``sendmail`` sends, with SMTPUTF8 when an address needs it.
     """
 
     @contextmanager
@@ -203,17 +203,16 @@ class _SmtpSender:
         sender = current_app.config["MAIL_DEFAULT_SENDER"]
         # Our text parts are 8-bit UTF-8: say so to servers that want to know.
         options = ["BODY=8BITMIME"] if self.host.has_extn("8bitmime") else []
-        spliced = self.copies.bytes_of(message)
+        data = self.copies.bytes_of(message)
+        if data is None:
+            # Written by the message's own policy, as the splice and the dev mailbox
+            # are (smtplib's send_message would turn body lines "From …" into ">From …").
+            data = build_message(message).as_bytes()
+        if not message.to_address.isascii():
+            options.append("SMTPUTF8")  # smtplib refuses if the server cannot
         self.host.meanwhile = meanwhile
         try:
-            if spliced is not None:
-                self.host.sendmail(sender, [message.to_address], spliced, options)
-            else:
-                # send_message adds SMTPUTF8 when the address needs it.
-                self.host.send_message(
-                    build_message(message), from_addr=sender, to_addrs=[message.to_address],
-                    mail_options=options,
-                )
+            self.host.sendmail(sender, [message.to_address], data, options)
         finally:
             self.host.meanwhile = None
 

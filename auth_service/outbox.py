@@ -36,7 +36,13 @@ NOTIFY_CHANNEL = "auth_service_outbox"
 # they are delivered or given up, so the database never holds a usable link for long.
 SECRET_KINDS = {"signin"}
 REMOVED = "[removed once handled: this mail held a sign-in link]"
+# A claim lasts CLAIM_SECONDS, or longer with a long MAIL_TIMEOUT: long enough that no
+# message is still being sent when it runs out (see claim_length and _send).
 CLAIM_SECONDS = 120
+# The blocking steps of sending one message (MAIL, RCPT, DATA, content, the answer):
+# each may take up to MAIL_TIMEOUT.
+SEND_STEPS = 5
+CLAIM_SLACK = 5  # seconds kept in hand for our own work and clocks
 MINIMUM_WAIT = 0.05  # seconds: never poll the database in a tight loop
 # The worker reads and writes the table with Core statements: no ORM bookkeeping per mail.
 OUTBOX = OutboxMessage.__table__
@@ -116,11 +122,17 @@ def claim_due(limit: int, *, now: datetime | None = None) -> list[int]:
     claimed = db.session.scalars(
         update(OUTBOX)
         .where(OUTBOX.c.id == due.c.id)
-        .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+        .values(claimed_until=now + claim_length())
         .returning(OUTBOX.c.id)
     ).all()
     db.session.commit()
     return sorted(claimed)
+
+
+def claim_length() -> timedelta:
+    """How long a claim holds: room for slow sends (:func:`_send` stops in time)."""
+    slowest_send = SEND_STEPS * current_app.config["MAIL_TIMEOUT"]
+    return timedelta(seconds=max(CLAIM_SECONDS, 2 * slowest_send))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -174,16 +186,25 @@ def deliver_due(transport=None, *, limit: int | None = None) -> DeliveryReport:
     marks = SentMarks(db.engine)
     copies = EditionCopies()  # each newsletter edition built once for the whole pass
     try:
-        while claimed := claim_due(min(limit, per_connection)):
+        while True:
+            claimed_at = utcnow()
+            claimed = claim_due(min(limit, per_connection), now=claimed_at)
+            if not claimed:
+                break
             pending = _load(claimed)
             try:
                 with transport.connection(copies) as connection:
                     room = per_connection
                     while pending:
                         room -= len(pending)
-                        _send(connection, pending, marks, report)
-                        pending = _load(claim_due(min(limit, room))) if room > 0 else []
-                marks.settle()
+                        _send(connection, pending, marks, report, claimed_at)
+                        # The last message's mark first: claiming before it is written
+                        # could take that message again.
+                        marks.settle()
+                        claimed_at = utcnow()
+                        pending = (
+                            _load(claim_due(min(limit, room), now=claimed_at)) if room > 0 else []
+                        )
             except Exception as error:
                 # The server went away or refused us for now: nothing is lost, try later.
                 if not isinstance(error, (OSError, smtplib.SMTPException)):
@@ -215,18 +236,23 @@ def _load(claimed: list[int]) -> list:
     return list(rows)
 
 
-def _send(connection, pending: list, marks: SentMarks, report: DeliveryReport) -> None:
+def _send(
+    connection, pending: list, marks: SentMarks, report: DeliveryReport, claimed_at: datetime
+) -> None:
     """Send claimed messages in turn, taking each off ``pending`` once it is handled.
 
     A refused message is recorded and the next one goes on; a broken connection
     propagates with the message in hand still pending, so none is left claimed with
     its error unrecorded.
     """
-    # Stop while the claim still holds, so no other worker can take these meanwhile.
-    stop_at = utcnow() + timedelta(seconds=CLAIM_SECONDS - current_app.config["MAIL_TIMEOUT"] - 5)
+    # Start no message that the slowest send could carry past the end of the claim:
+    # another worker could then take it too. The rest go back to the queue.
+    slowest = SEND_STEPS * current_app.config["MAIL_TIMEOUT"] + CLAIM_SLACK
+    stop_at = claimed_at + claim_length() - timedelta(seconds=slowest)
     while pending:
         if utcnow() > stop_at:
             marks.settle()
+            log.info("Outbox: claim running out; %s messages back to the queue", len(pending))
             _release([message.id for message in pending])
             pending.clear()
             return

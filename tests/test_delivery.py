@@ -7,6 +7,7 @@ The edition's helpers (articles of 10 March 2025, readers, parsing) live in
 
 from __future__ import annotations
 
+import asyncio
 import re
 from types import SimpleNamespace
 
@@ -338,3 +339,59 @@ def test_a_connection_carries_no_more_messages_than_the_setting_allows(
 @pytest.mark.settings(MAIL_MESSAGES_PER_CONNECTION=100, OUTBOX_BATCH_SIZE=3)
 def test_batches_share_a_connection_up_to_the_setting(app, runner, smtp_server):
     assert messages_per_connection(smtp_server, runner, 7) == [7]
+
+
+class SlowRecorder(PeerRecorder):
+    """A server that takes ``seconds`` to accept each message."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        """Think, then accept."""
+        await asyncio.sleep(self.seconds)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.settings(MAIL_TIMEOUT=0.1, OUTBOX_BATCH_SIZE=50)
+def test_a_batch_slower_than_its_claim_gives_the_rest_back_and_sends_each_once(
+    app, smtp_server, monkeypatch, caplog
+):
+    # Real time, shrunk: a one-second claim, of which a send may start in the first
+    # half (5 steps of MAIL_TIMEOUT = 0.5 s kept for the slowest send).
+    monkeypatch.setattr(outbox, "CLAIM_SECONDS", 1)
+    monkeypatch.setattr(outbox, "CLAIM_SLACK", 0)
+    smtp_server.stop()
+    smtp_server.recorder = recorder = SlowRecorder(0.05)
+    smtp_server.start()
+    waiting_messages(30)  # 1.5 s of sending: three claims' worth
+
+    with caplog.at_level("INFO", logger="auth_service.outbox"):
+        report = outbox.deliver_due()
+
+    assert (report.sent, report.retried, report.failed) == (30, 0, 0)
+    recipients = [envelope.rcpt_tos[0] for envelope in recorder.messages]
+    assert sorted(recipients) == sorted(f"r{number}@example.com" for number in range(30))
+    assert caplog.text.count("claim running out") >= 2
+    assert all(row.sent_at is not None and row.attempts == 1 for row in queued_rows())
+
+
+def test_a_body_line_starting_with_from_arrives_as_written(app, smtp_server):
+    now = utcnow()
+    for number, address in enumerate(["reader@example.com", "élodie@exemple.fr"]):
+        db.session.execute(insert(OutboxMessage), [{
+            "message_id": f"<from{number}@news.test>", "to_address": address,
+            "subject": "Le mot de la rédaction",
+            "text_body": "Bonjour,\n\nFrom Monday on, the edition comes at 7.\n",
+            "html_body": "<p>From Monday on, the edition comes at 7.</p>\n",
+            "headers": {}, "kind": "newsletter", "created_at": now,
+            "next_attempt_at": now, "attempts": 0,
+        }])
+    db.session.commit()
+
+    assert outbox.deliver_due().sent == 2
+
+    for envelope in smtp_server.recorder.wait_for(2):
+        assert b"\r\nFrom Monday on" in envelope.original_content
+        assert b"\n>From" not in envelope.original_content
