@@ -111,6 +111,8 @@ def unsubscribe_mail_command() -> None:
     (EX_TEMPFAIL) if the database cannot be reached, so the server tries again later.
     """
     raw = sys.stdin.buffer.read(MAX_BYTES)
+    while sys.stdin.buffer.read(MAX_BYTES):
+        pass  # read to the end: a pipe closed early can make the mail server bounce it
     try:
         outcome = unsubscribe_by_mail(raw)
     except SQLAlchemyError as error:

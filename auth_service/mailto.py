@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # Read no more of a mail than this: the request is in the headers.
 MAX_BYTES = 256 * 1024
+# Nor more of its subject: the request is some 130 characters.
+MAX_SUBJECT = 4096
 # "unsubscribe daily <token>", anywhere in the subject ("Re: …", a client's prefix).
 REQUEST = re.compile(r"\bunsubscribe\s+([a-z0-9_-]{1,64})\s+([A-Za-z0-9_.-]{1,512})", re.IGNORECASE)
 
@@ -40,8 +42,7 @@ def unsubscribe_by_mail(raw: bytes) -> str:
     Database errors do propagate, so that the mail server can try again later.
     """
     try:
-        headers = BytesParser(policy=policy.default).parsebytes(raw[:MAX_BYTES], headersonly=True)
-        subject = str(headers.get("Subject") or "")
+        subject = subject_of(raw[:MAX_BYTES])
     except Exception:  # the email package raises many things on hostile headers
         return "ignored: this is not a mail"
     found = REQUEST.search(subject)
@@ -58,3 +59,19 @@ def unsubscribe_by_mail(raw: bytes) -> str:
         return f"reader {reader.id} was not subscribed to {slug}"
     log.info("Reader %s unsubscribed from %s by mail", reader.id, slug)
     return f"unsubscribed reader {reader.id} from {slug}"
+
+
+def subject_of(raw: bytes) -> str:
+    """The mail's subject, decoded, from its first :data:`MAX_SUBJECT` characters.
+
+    The headers are split without interpretation first (compat32 is linear); only the
+    capped subject is then decoded, since decoding thousands of encoded words takes
+    the email package seconds.
+    """
+    headers = BytesParser(policy=policy.compat32).parsebytes(raw, headersonly=True)
+    folded = str(headers.get("Subject") or "")[:MAX_SUBJECT]
+    line = re.sub(r"[\r\n]+[ \t]*", " ", folded)
+    decoded = BytesParser(policy=policy.default).parsebytes(
+        f"Subject: {line}\r\n\r\n".encode("utf-8", "surrogateescape"), headersonly=True
+    )
+    return str(decoded.get("Subject") or "")

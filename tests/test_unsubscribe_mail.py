@@ -8,6 +8,7 @@ mail a client would send to that ``mailto:`` address and feeds it, as bytes, to
 from __future__ import annotations
 
 import base64
+import io
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -26,6 +27,7 @@ from test_newsletter import (
 )
 from test_newsletter_edition import unsubscribe_header_links
 
+from auth_service import mailto as mailto_module
 from auth_service import outbox
 from auth_service.cli import unsubscribe_mail_command
 
@@ -212,3 +214,28 @@ def test_a_database_that_does_not_answer_asks_the_mail_server_to_try_later(
     assert result.exit_code == 75  # EX_TEMPFAIL: the server keeps the mail and retries
     assert "try again later" in result.output
     assert "Traceback" not in result.output
+
+
+def test_only_the_first_kilobytes_of_a_subject_are_decoded(runner, mailto):
+    """Defence: decoding thousands of encoded words keeps the email package busy for
+    seconds; only the first MAX_SUBJECT characters of a subject are looked at."""
+    address, _ = mailto
+    words = b" ".join([b"=?utf-8?q?a?="] * 20_000)
+    raw = mail_from_client(address, None).replace(b"To:", b"Subject: " + words + b"\nTo:", 1)
+
+    assert 0 < len(mailto_module.subject_of(raw)) <= mailto_module.MAX_SUBJECT
+    result = pipe(runner, raw)
+    assert result.exit_code == 0
+    assert result.output.startswith("ignored:")
+
+
+def test_a_long_mail_is_read_to_the_end(runner, mailto):
+    address, subject = mailto
+    raw = mail_from_client(address, subject) + b"x" * (3 * 256 * 1024)
+    stdin = io.BytesIO(raw)
+
+    result = runner.invoke(unsubscribe_mail_command, input=stdin)
+
+    assert result.exit_code == 0
+    assert stdin.read() == b"", "the command stopped reading before the end of the mail"
+    assert not is_subscribed(READER)
