@@ -8,6 +8,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from .config import ConfigurationError
 from .extensions import db
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -30,10 +31,26 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# The outbox claims with UPDATE … FROM … RETURNING (SQLite 3.33 and 3.35).
+OLDEST_SQLITE = (3, 35, 0)
+
+
 def init_app(app: Flask) -> None:
     """Attach Flask-SQLAlchemy to ``app``."""
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        check_sqlite_version(sqlite3.sqlite_version_info)
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
         options.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
+
+
+def check_sqlite_version(version: tuple[int, ...]) -> None:
+    """Refuse to start on a SQLite too old for the outbox's claims, saying what to do."""
+    if tuple(version) < OLDEST_SQLITE:
+        found = ".".join(map(str, version))
+        oldest = ".".join(map(str, OLDEST_SQLITE))
+        raise ConfigurationError(
+            f"this Python uses SQLite {found}; auth-service needs {oldest} or later. Use "
+            "a Python built with a newer SQLite, or PostgreSQL (SQLALCHEMY_DATABASE_URI)."
+        )

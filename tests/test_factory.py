@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from auth_service import MissingSecretKey, create_app
 from auth_service.config import ConfigurationError
+from auth_service.database import check_sqlite_version
 
 
 def test_factory_uses_test_config(app):
@@ -106,3 +109,12 @@ def test_sender_that_is_not_an_address_stops_the_start(tmp_path, monkeypatch):
 def test_pages_vary_with_language_and_cookies_for_caches(client):
     vary = client.get("/").headers["Vary"]
     assert "Accept-Language" in vary and "Cookie" in vary
+
+
+def test_a_sqlite_too_old_for_the_outbox_claims_is_refused_with_what_to_do():
+    # The check itself, given versions: this machine's SQLite is what it is.
+    check_sqlite_version(sqlite3.sqlite_version_info)  # the SQLite the tests run on
+    check_sqlite_version((3, 35, 0))
+    for old in ((3, 34, 1), (3, 31, 1), (2, 8, 17)):
+        with pytest.raises(ConfigurationError, match=r"needs 3\.35\.0 or later.*PostgreSQL"):
+            check_sqlite_version(old)
