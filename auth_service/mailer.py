@@ -98,8 +98,10 @@ def _alternatives(subject: str, text_body: str, html_body: str, *, international
     built["Subject"] = subject
     built["From"] = Address(config["SITE_NAME"], addr_spec=config["MAIL_DEFAULT_SENDER"])
     # The text part in 8-bit rather than quoted-printable: the link stays whole on its
-    # line in the source too. The HTML part may have long lines: the library chooses.
-    built.set_content(text_body, cte="8bit")
+    # line in the source too; unless a line is longer than SMTP allows (998 bytes).
+    # The HTML part may have long lines: the library chooses.
+    fits = all(len(line.encode()) <= 998 for line in text_body.splitlines())
+    built.set_content(text_body, cte="8bit" if fits else "quoted-printable")
     built.add_alternative(html_body, subtype="html")
     # Headers added from here on survive: setting content drops Content-* headers set
     # before it.

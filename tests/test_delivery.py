@@ -395,3 +395,23 @@ def test_a_body_line_starting_with_from_arrives_as_written(app, smtp_server):
     for envelope in smtp_server.recorder.wait_for(2):
         assert b"\r\nFrom Monday on" in envelope.original_content
         assert b"\n>From" not in envelope.original_content
+
+
+def test_a_text_line_longer_than_smtp_allows_goes_quoted_printable(app, smtp_server):
+    paragraph = "Une très longue phrase sans retour à la ligne, " * 40  # some 1,900 bytes
+    now = utcnow()
+    db.session.execute(insert(OutboxMessage), [{
+        "message_id": "<long@news.test>", "to_address": "reader@example.com",
+        "subject": "Long", "text_body": f"Bonjour,\n\n{paragraph}\n", "html_body": "<p>x</p>",
+        "headers": {}, "kind": "newsletter", "created_at": now, "next_attempt_at": now,
+        "attempts": 0,
+    }])
+    db.session.commit()
+
+    assert outbox.deliver_due().sent == 1
+
+    [envelope] = smtp_server.recorder.wait_for(1)
+    assert max(len(line) for line in envelope.original_content.split(b"\r\n")) <= 998
+    text = [part for part in parse(envelope).walk() if part.get_content_type() == "text/plain"]
+    assert text[0]["Content-Transfer-Encoding"] == "quoted-printable"
+    assert paragraph in text[0].get_content()
