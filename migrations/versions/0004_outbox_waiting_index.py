@@ -21,14 +21,28 @@ WAITING = sa.text("sent_at IS NULL AND failed_at IS NULL")
 
 
 def upgrade():
+    context = op.get_context()
+    if context.dialect.name != "postgresql":
+        _swap_indexes()
+        return
+    # CONCURRENTLY: the outbox keeps every mail ever sent, and a plain CREATE INDEX would
+    # stop sign-in mails from being queued while it reads them all. It cannot run inside
+    # a transaction, hence the autocommit block.
+    with context.autocommit_block():
+        _swap_indexes(postgresql_concurrently=True)
+
+
+def _swap_indexes(**options):
+    """The waiting-rows index in, the index over every row out."""
     op.create_index(
         "ix_outbox_waiting",
         "outbox_messages",
         ["next_attempt_at", "id"],
         postgresql_where=WAITING,
         sqlite_where=WAITING,
+        **options,
     )
-    op.drop_index("ix_outbox_due", table_name="outbox_messages")
+    op.drop_index("ix_outbox_due", table_name="outbox_messages", **options)
 
 
 def downgrade():
