@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app, render_template
 from flask_babel import force_locale, format_date
 from flask_babel import gettext as _
-from sqlalchemy import exists, insert, select, text
+from sqlalchemy import exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from . import subscriptions
@@ -35,7 +35,7 @@ from .models import (
     Suppression,
     utcnow,
 )
-from .outbox import NOTIFY_CHANNEL
+from .outbox import wake_workers
 
 BATCH_SIZE = 1000
 
@@ -203,19 +203,12 @@ def _queue_batch(batch, keys: dict[int, str], copies, editions) -> int:
             return 0
         try:
             db.session.execute(insert(OutboxMessage), rows)
-            _wake_workers()
+            wake_workers()
             db.session.commit()
             return len(rows)
         except IntegrityError:
             db.session.rollback()
     raise EditionError("another run keeps queueing the same copies; try again")
-
-
-def _wake_workers() -> None:
-    """Have the worker(s) start on this batch as soon as it is committed."""
-    db.session.info["outbox_queued"] = True
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 class _CopyMaker:

@@ -36,6 +36,7 @@ NOTIFY_CHANNEL = "auth_service_outbox"
 # they are delivered or given up, so the database never holds a usable link for long.
 SECRET_KINDS = {"signin"}
 REMOVED = "[removed once handled: this mail held a sign-in link]"
+SECRETS_REMOVED = {"text_body": REMOVED, "html_body": REMOVED}
 # A claim lasts CLAIM_SECONDS, or longer with a long MAIL_TIMEOUT: long enough that no
 # message is still being sent when it runs out (see claim_length and _send).
 CLAIM_SECONDS = 120
@@ -60,11 +61,16 @@ def queue(mail: RenderedMail, *, kind: str) -> OutboxMessage:
         kind=kind,
     )
     db.session.add(message)
+    wake_workers()
+    return message
+
+
+def wake_workers() -> None:
+    """Have the worker(s) look at the outbox once the current transaction commits."""
     db.session.info["outbox_queued"] = True
     if db.session.get_bind().dialect.name == "postgresql":
         # Delivered by PostgreSQL only if and when this transaction commits.
         db.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-    return message
 
 
 @event.listens_for(Session, "after_commit")
@@ -131,8 +137,12 @@ def claim_due(limit: int, *, now: datetime | None = None) -> list[int]:
 
 def claim_length() -> timedelta:
     """How long a claim holds: room for slow sends (:func:`_send` stops in time)."""
-    slowest_send = SEND_STEPS * current_app.config["MAIL_TIMEOUT"]
-    return timedelta(seconds=max(CLAIM_SECONDS, 2 * slowest_send))
+    return max(timedelta(seconds=CLAIM_SECONDS), 2 * _slowest_send())
+
+
+def _slowest_send() -> timedelta:
+    """The longest one message may take to send before a step times out."""
+    return timedelta(seconds=SEND_STEPS * current_app.config["MAIL_TIMEOUT"])
 
 
 def backoff(attempts: int) -> timedelta:
@@ -156,7 +166,7 @@ def _record_failure(message, error: Exception, *, permanent: bool) -> str:
     if permanent or values["attempts"] >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
         values["failed_at"] = now
         if message.kind in SECRET_KINDS:
-            values.update(text_body=REMOVED, html_body=REMOVED)
+            values.update(SECRETS_REMOVED)
     else:
         values["next_attempt_at"] = now + backoff(values["attempts"])
     db.session.execute(update(OUTBOX).where(OUTBOX.c.id == message.id).values(**values))
@@ -186,36 +196,43 @@ def deliver_due(transport=None, *, limit: int | None = None) -> DeliveryReport:
     marks = SentMarks(db.engine)
     copies = EditionCopies()  # each newsletter edition built once for the whole pass
     try:
-        while True:
-            claimed_at = utcnow()
-            claimed = claim_due(min(limit, per_connection), now=claimed_at)
-            if not claimed:
-                break
-            pending = _load(claimed)
+        while batch := _claim_batch(min(limit, per_connection)):
             try:
                 with transport.connection(copies) as connection:
                     room = per_connection
-                    while pending:
-                        room -= len(pending)
-                        _send(connection, pending, marks, report, claimed_at)
+                    while batch and batch.pending:
+                        room -= len(batch.pending)
+                        _send(connection, batch, marks, report)
                         # The last message's mark first: claiming before it is written
                         # could take that message again.
                         marks.settle()
-                        claimed_at = utcnow()
-                        pending = (
-                            _load(claim_due(min(limit, room), now=claimed_at)) if room > 0 else []
-                        )
+                        batch = _claim_batch(min(limit, room)) if room > 0 else None
             except Exception as error:
                 # The server went away or refused us for now: nothing is lost, try later.
                 if not isinstance(error, (OSError, smtplib.SMTPException)):
                     log.exception("Outbox: delivery stopped half-way")
                 db.session.rollback()
                 marks.settle()
-                for message in pending:
+                for message in batch.pending if batch else []:
                     _count(report, _record_failure(message, error, permanent=False))
     finally:
         marks.close()
     return report
+
+
+@dataclass
+class _Batch:
+    """Claimed messages still to handle, and when the claim was made."""
+
+    claimed_at: datetime
+    pending: list
+
+
+def _claim_batch(size: int) -> _Batch | None:
+    """Claim and read up to ``size`` due messages; ``None`` if nothing was due."""
+    claimed_at = utcnow()
+    claimed = claim_due(size, now=claimed_at)
+    return _Batch(claimed_at, _load(claimed)) if claimed else None
 
 
 def _load(claimed: list[int]) -> list:
@@ -225,8 +242,6 @@ def _load(claimed: list[int]) -> list:
     and cost one SELECT per message to load them again. A message deleted meanwhile
     (with its reader's account) is simply not there.
     """
-    if not claimed:
-        return []
     rows = db.session.execute(
         select(OUTBOX)
         .where(OUTBOX.c.id.in_(claimed))
@@ -236,19 +251,19 @@ def _load(claimed: list[int]) -> list:
     return list(rows)
 
 
-def _send(
-    connection, pending: list, marks: SentMarks, report: DeliveryReport, claimed_at: datetime
-) -> None:
-    """Send claimed messages in turn, taking each off ``pending`` once it is handled.
+def _send(connection, batch: _Batch, marks: SentMarks, report: DeliveryReport) -> None:
+    """Send a batch's messages in turn, taking each off ``batch.pending`` once handled.
 
     A refused message is recorded and the next one goes on; a broken connection
     propagates with the message in hand still pending, so none is left claimed with
     its error unrecorded.
     """
+    pending = batch.pending
     # Start no message that the slowest send could carry past the end of the claim:
     # another worker could then take it too. The rest go back to the queue.
-    slowest = SEND_STEPS * current_app.config["MAIL_TIMEOUT"] + CLAIM_SLACK
-    stop_at = claimed_at + claim_length() - timedelta(seconds=slowest)
+    stop_at = (
+        batch.claimed_at + claim_length() - _slowest_send() - timedelta(seconds=CLAIM_SLACK)
+    )
     while pending:
         if utcnow() > stop_at:
             marks.settle()
@@ -256,25 +271,24 @@ def _send(
             _release([message.id for message in pending])
             pending.clear()
             return
-        message = pending[0]
+        message, error, permanent = pending[0], None, False
         try:
             connection.send(message, meanwhile=marks.settle)
-        except MESSAGE_REFUSALS as error:
-            pending.pop(0)
-            _count(report, _record_failure(message, error, permanent=is_permanent(error)))
-            continue
+        except MESSAGE_REFUSALS as refused:
+            error, permanent = refused, is_permanent(refused)
         except (OSError, smtplib.SMTPException, MarkingFailed):
             raise
-        except Exception as error:
+        except Exception as broken:
             # This message cannot be built or sent (a bug, a bad header): keep it for a
             # later try and go on with the others.
             log.exception("Outbox: message %s could not be sent", message.id)
-            pending.pop(0)
-            _count(report, _record_failure(message, error, permanent=False))
-            continue
+            error = broken
         pending.pop(0)
-        marks.add(message)
-        report.sent += 1
+        if error is None:
+            marks.add(message)
+            report.sent += 1
+        else:
+            _count(report, _record_failure(message, error, permanent=permanent))
 
 
 class MarkingFailed(Exception):
@@ -287,7 +301,7 @@ _SENT = (
     .where(OUTBOX.c.id == bindparam("row_id"))
     .values(sent_at=bindparam("when"), attempts=bindparam("tries"), claimed_until=None)
 )
-_SENT_SECRET = _SENT.values(text_body=REMOVED, html_body=REMOVED)
+_SENT_SECRET = _SENT.values(**SECRETS_REMOVED)
 
 
 class SentMarks:

@@ -430,11 +430,11 @@ def test_a_run_killed_between_a_batch_insert_and_its_commit_is_finished_by_the_r
     runner, smtp_server, monkeypatch
 ):
     """The crash is simulated with a monkeypatch: the second batch is inserted, then
-    ``editions._wake_workers`` raises before the commit, as if the process died there."""
+    ``editions.wake_workers`` raises before the commit, as if the process died there."""
     publish()
     for address in EVERYONE:
         new_reader(address)
-    real = editions._wake_workers
+    real = editions.wake_workers
     calls = []
 
     def dies_before_the_second_commit():
@@ -444,7 +444,7 @@ def test_a_run_killed_between_a_batch_insert_and_its_commit_is_finished_by_the_r
         return real()
 
     with monkeypatch.context() as patch:
-        patch.setattr(editions, "_wake_workers", dies_before_the_second_commit)
+        patch.setattr(editions, "wake_workers", dies_before_the_second_commit)
         with pytest.raises(ProcessKilled):
             editions.queue_edition("daily", DAY, batch_size=2)
     db.session.rollback()
