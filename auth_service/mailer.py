@@ -36,6 +36,8 @@ SMTPUTF8_POLICY = email.policy.SMTPUTF8.clone(max_line_length=998)
 # Where each reader's own links go in a shared newsletter edition.
 PREFERENCES_URL = "@@PREFERENCES_URL@@"
 UNSUBSCRIBE_URL = "@@UNSUBSCRIBE_URL@@"
+# The marker of each link a copy's row holds in ``personal``.
+LINK_MARKERS = {"preferences": PREFERENCES_URL, "unsubscribe": UNSUBSCRIBE_URL}
 
 
 @dataclass
@@ -122,10 +124,14 @@ def bodies_of(message: OutboxMessage) -> tuple[str, str, str]:
 
 def personalise(body: str, personal: dict | None) -> str:
     """Put a reader's own links into the shared edition body."""
-    personal = personal or {}
-    return body.replace(PREFERENCES_URL, personal.get("preferences", "")).replace(
-        UNSUBSCRIBE_URL, personal.get("unsubscribe", "")
-    )
+    for name, link in reader_links(personal).items():
+        body = body.replace(LINK_MARKERS[name], link)
+    return body
+
+
+def reader_links(personal: dict | None) -> dict[str, str]:
+    """Each marker's link for one reader (empty if the row has none)."""
+    return {name: (personal or {}).get(name, "") for name in LINK_MARKERS}
 
 
 class SmtpTransport:
@@ -225,7 +231,7 @@ OWN_HEADERS = ("List-Unsubscribe",)
 HEADER_ROOM = 900
 # An address we may write as is: dot-atom local part, ASCII domain (RFC 5322 3.2.3).
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
-_MARKERS = {"preferences": PREFERENCES_URL.encode(), "unsubscribe": UNSUBSCRIBE_URL.encode()}
+_MARKERS = {name: marker.encode() for name, marker in LINK_MARKERS.items()}
 
 
 @dataclass
@@ -240,7 +246,7 @@ class EditionCopies:
 
     A copy differs from its edition only by its To, Date, Message-ID and unsubscribe
     headers and the reader's two links. Building 100,000 ``EmailMessage`` objects costs
-    more than sending them, so each edition is built once per connection (by the same
+    more than sending them, so each edition is built once per delivery pass (by the same
     :func:`_alternatives` as every other mail) and each reader's part is put in. When
     the splice could differ from what :func:`build_message` makes (an address beyond
     ASCII, a body the library had to encode, an odd header), the answer is ``None`` and
@@ -257,11 +263,10 @@ class EditionCopies:
         if message.edition_id not in self._editions:
             self._editions[message.edition_id] = _shared_edition(message)
         shared = self._editions[message.edition_id]
-        headers = dict(message.headers or {})
-        own = {name: headers.pop(name) for name in OWN_HEADERS if name in headers}
+        own, headers = _split_headers(message)
         if shared is None or headers != shared.headers:
             return None
-        links = {name: (message.personal or {}).get(name, "") for name in _MARKERS}
+        links = reader_links(message.personal)
         lines = {
             "To": message.to_address,
             "Date": format_datetime(message.created_at),
@@ -279,6 +284,13 @@ class EditionCopies:
         return head.encode("ascii") + data
 
 
+def _split_headers(message: OutboxMessage) -> tuple[dict[str, str], dict[str, str]]:
+    """A copy's extra headers: the reader's own, and those of its edition."""
+    headers = dict(message.headers or {})
+    own = {name: headers.pop(name) for name in OWN_HEADERS if name in headers}
+    return own, headers
+
+
 def _writable(value: str, room: int) -> bool:
     """Whether ``value`` can go into a message as is: one short line of printable ASCII."""
     return len(value) <= room and value.isascii() and value.isprintable()
@@ -289,9 +301,7 @@ def _shared_edition(message: OutboxMessage) -> _SharedEdition | None:
     edition = db.session.get(Edition, message.edition_id)
     if edition is None:
         return None
-    headers = {
-        name: value for name, value in (message.headers or {}).items() if name not in OWN_HEADERS
-    }
+    _own, headers = _split_headers(message)
     built = _alternatives(edition.subject, edition.text_body, edition.html_body,
                           international=False)
     for name, value in headers.items():
@@ -302,11 +312,9 @@ def _shared_edition(message: OutboxMessage) -> _SharedEdition | None:
            for part in built.iter_parts()):
         return None
     data = built.as_bytes()
-    for marker in _MARKERS.values():
-        written = edition.text_body.count(marker.decode()) + edition.html_body.count(
-            marker.decode()
-        )
-        if data.count(marker) != written:
+    for marker in LINK_MARKERS.values():
+        written = edition.text_body.count(marker) + edition.html_body.count(marker)
+        if data.count(marker.encode()) != written:
             return None
     room = HEADER_ROOM
     for line in data.split(b"\r\n"):
