@@ -7,9 +7,7 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime
 from importlib import resources
-from zoneinfo import ZoneInfo
 
 import click
 from flask import Flask, current_app
@@ -21,7 +19,7 @@ from werkzeug.serving import run_simple
 from . import create_app
 from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
-from .editions import EditionError, queue_edition
+from .editions import EditionError, queue_edition, today
 from .extensions import db
 from .mailto import MAX_BYTES, unsubscribe_by_mail
 from .outbox import Worker, deliver_due
@@ -84,8 +82,7 @@ def send_command(slug: str, day, dry_run: bool) -> None:
 
     Safe to run again: readers who already have this edition are skipped.
     """
-    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
-    edition_day = day.date() if day else datetime.now(zone).date()
+    edition_day = day.date() if day else today()
     try:
         report = queue_edition(slug, edition_day, dry_run=dry_run)
     except EditionError as error:

@@ -56,10 +56,19 @@ class EditionReport:
     dry_run: bool = False
 
 
+def site_zone() -> ZoneInfo:
+    """The site's time zone: an edition's day is a day there."""
+    return ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+
+
+def today() -> date:
+    """Today in the site's time zone: the default edition day."""
+    return datetime.now(site_zone()).date()
+
+
 def articles_of(day: date) -> list[Article]:
     """The articles published on ``day`` in the site's time zone, newest first."""
-    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
-    start = datetime.combine(day, time.min, tzinfo=zone)
+    start = datetime.combine(day, time.min, tzinfo=site_zone())
     end = start + timedelta(days=1)
     return list(
         db.session.scalars(

@@ -7,6 +7,7 @@ subscribing again opens a new one with the wording shown that time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 
@@ -106,7 +107,13 @@ def _close(reader: Reader, letter: Newsletter, now: datetime) -> bool:
 
 def _serializer() -> URLSafeSerializer:
     """No expiry: a link in last year's newsletter must still unsubscribe."""
-    return URLSafeSerializer(signing_keys(current_app), salt=PREFERENCES_SALT)
+    return _serializer_for(tuple(signing_keys(current_app)))
+
+
+@functools.lru_cache(maxsize=8)
+def _serializer_for(keys: tuple[str, ...]) -> URLSafeSerializer:
+    """One serializer per set of keys: an edition signs a token for every reader."""
+    return URLSafeSerializer(list(keys), salt=PREFERENCES_SALT)
 
 
 def _fingerprint(email: str, created_at: datetime) -> str:

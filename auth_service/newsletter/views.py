@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, make_response, render_template, request
 from flask_babel import gettext as _
@@ -15,7 +14,7 @@ from ..addresses import InvalidAddress, normalise_address
 from ..errors import render_error
 from ..extensions import csrf
 from ..i18n import current_language
-from ..mailer import personalise
+from ..mailer import LINK_MARKERS, personalise
 from ..security import token_page
 
 bp = Blueprint("newsletter", __name__)
@@ -125,15 +124,16 @@ def preview(slug: str):
     if letter is None:
         abort(404)
     raw_day = request.args.get("date", "")
-    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
     try:
-        day = date.fromisoformat(raw_day) if raw_day else datetime.now(zone).date()
+        day = date.fromisoformat(raw_day) if raw_day else editions.today()
     except ValueError:
         return render_error(400, message=_("The date must look like 2026-11-28."))
     articles = editions.articles_of(day)
-    locale = request.args.get("lang") if request.args.get("lang") in ("fr", "en") else "fr"
+    locale = request.args.get("lang")
+    if locale not in current_app.config["LANGUAGES"]:
+        locale = current_app.config["BABEL_DEFAULT_LOCALE"]
     _subject, _text, html = editions.render_edition(letter, day, locale, articles)
-    return personalise(html, {"preferences": "#", "unsubscribe": "#"})
+    return personalise(html, dict.fromkeys(LINK_MARKERS, "#"))
 
 
 @bp.post("/webhooks/mail-events")
