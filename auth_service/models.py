@@ -35,6 +35,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(moment: datetime | None) -> str | None:
+    """A stored UTC moment as ISO 8601 with ``Z`` (``2026-11-28T07:30:00Z``), or None."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
 class UTCDateTime(TypeDecorator):
     """A timestamp stored as naive UTC and read back as aware UTC.
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import delete, select
 
 from .addresses import transport_address
@@ -15,12 +13,8 @@ from .models import (
     Reader,
     SignInEvent,
     Suppression,
+    iso_utc,
 )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    """An ISO 8601 UTC timestamp, or ``None``."""
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def by_alternative_id(alternative_id: str) -> Reader | None:
@@ -44,22 +38,22 @@ def export(reader: Reader) -> dict:
     """Everything the service keeps about ``reader``, as JSON-ready data."""
     return {
         "email": reader.email,
-        "created_at": _iso(reader.created_at),
-        "last_sign_in_at": _iso(reader.last_sign_in_at),
+        "created_at": iso_utc(reader.created_at),
+        "last_sign_in_at": iso_utc(reader.last_sign_in_at),
         "language": reader.locale,
         "newsletter_consents": [
             {
                 "newsletter": consent.newsletter.slug,
-                "consented_at": _iso(consent.consented_at),
+                "consented_at": iso_utc(consent.consented_at),
                 "wording": consent.wording,
                 "source": consent.source,
-                "withdrawn_at": _iso(consent.withdrawn_at),
+                "withdrawn_at": iso_utc(consent.withdrawn_at),
             }
             for consent in reader.consents
         ],
         "sign_ins": [
             {
-                "at": _iso(event.at),
+                "at": iso_utc(event.at),
                 "method": event.method,
                 "user_agent": event.user_agent,
                 "network": event.network,
@@ -79,7 +73,7 @@ def _suppression_of(reader: Reader) -> dict | None:
     found = db.session.scalar(select(Suppression).where(Suppression.email == reader.email))
     if found is None:
         return None
-    return {"event": found.event, "reported_at": _iso(found.reported_at)}
+    return {"event": found.event, "reported_at": iso_utc(found.reported_at)}
 
 
 def delete_reader(reader: Reader) -> None:

@@ -60,7 +60,6 @@ import csv
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import chain
 from typing import BinaryIO, NamedTuple, TextIO
 
@@ -72,7 +71,14 @@ from sqlalchemy.orm import aliased
 from . import subscriptions
 from .addresses import InvalidAddress, normalise_address
 from .extensions import db
-from .models import Newsletter, NewsletterConsent, Reader, new_alternative_id, utcnow
+from .models import (
+    Newsletter,
+    NewsletterConsent,
+    Reader,
+    iso_utc,
+    new_alternative_id,
+    utcnow,
+)
 
 EXPORT_COLUMNS = (
     "email",
@@ -127,11 +133,6 @@ class ImportReport:
 
 
 # --- Export ---------------------------------------------------------------------------
-
-
-def _iso(moment: datetime | None) -> str:
-    """An ISO 8601 UTC timestamp, or an empty cell."""
-    return "" if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def neutralise(cell: str) -> str:
@@ -189,10 +190,10 @@ def export_rows(letter: Newsletter | None = None) -> Iterator[tuple[str, ...]]:
             row.email,
             row.slug,
             "false" if row.withdrawn_at else "true",
-            _iso(row.consented_at),
+            iso_utc(row.consented_at) or "",
             row.wording,
             row.source,
-            _iso(row.withdrawn_at),
+            iso_utc(row.withdrawn_at) or "",
         )
 
 
