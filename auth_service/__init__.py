@@ -44,13 +44,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["DEV_MODE"] = bool(app.config["DEV_MODE"] or app.debug)
     _ensure_secret_key(app)
 
-    from . import database, errors, i18n, security
+    from . import database, errors, i18n, limit_storage, security
     from .extensions import csrf, db, limiter, mail, migrate
 
     database.init_app(app)
     migrate.init_app(app, db, directory=str(resource("migrations")))
     mail.init_app(app)
     csrf.init_app(app)
+    limit_storage.init_app(app)  # checks the storage of the limits; warns on memory://
     limiter.init_app(app)
     i18n.init_app(app)
     security.init_app(app)

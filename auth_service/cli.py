@@ -23,6 +23,7 @@ from .editions import EditionError, queue_edition, today
 from .extensions import db
 from .mailto import MAX_BYTES, unsubscribe_by_mail
 from .outbox import Worker, deliver_due
+from .storable import is_storable
 from .subscribers_cli import subscribers_group
 
 
@@ -52,7 +53,9 @@ def import_command(file) -> None:
     """Upsert the articles of a JSON FILE by slug (bodies are sanitised)."""
     try:
         items = json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except RecursionError:  # the parser recurses once per bracket
+        raise click.ClickException(f"{file.name} is nested too deeply to be read") from None
+    except ValueError as error:  # not JSON, not UTF-8, or an integer of 4,300+ digits
         raise click.ClickException(f"{file.name} is not valid JSON: {error}") from None
     try:
         report = import_articles(items)
@@ -82,6 +85,8 @@ def send_command(slug: str, day, dry_run: bool) -> None:
 
     Safe to run again: readers who already have this edition are skipped.
     """
+    if not is_storable(slug):  # bytes that are not UTF-8: PostgreSQL cannot be asked
+        raise click.BadParameter(f"there is no newsletter {slug!r}", param_hint="SLUG")
     edition_day = day.date() if day else today()
     try:
         report = queue_edition(slug, edition_day, dry_run=dry_run)

@@ -42,6 +42,8 @@ class Config:
     REMEMBER_COOKIE_DURATION = timedelta(days=30)
     REMEMBER_COOKIE_SECURE = False
     ATTEMPT_COOKIE_NAME = "auth_attempts"
+    # Set at sign-in: this browser has signed in with these inboxes (digests, signed).
+    DEVICE_COOKIE_NAME = "auth_known"
     MAX_CONTENT_LENGTH = 64 * 1024
 
     MAIL_SERVER: str | None = None  # none: the dev mailbox in the instance folder
@@ -79,15 +81,25 @@ class Config:
 
     WTF_CSRF_TIME_LIMIT = None  # CSRF tokens live as long as the session
 
-    # Rate limits (Flask-Limiter's own keys: RATELIMIT_STORAGE_URI=redis://… shares them
-    # between processes). Limit strings use Flask-Limiter's notation.
+    # Rate limits (Flask-Limiter's own keys). Limit strings use Flask-Limiter's notation.
+    # Counters live in the service's database (limit_storage.py), so every process counts
+    # one allowance; redis://… shares them through Redis instead. memory:// counts per
+    # process: N gunicorn workers would grant N times each limit (warned at start).
     RATELIMIT_ENABLED = True
-    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_STORAGE_URI = "auth-service-db://"
     # No X-RateLimit-* headers: they would tell anyone, to the second, when an address
     # last asked for a link. A 429 still carries Retry-After (errors.py).
     RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_KEY_PREFIX = "auth-service"
-    LOGIN_LIMIT_PER_ADDRESS = "1 per minute;5 per hour;10 per day"
+    # Links mailed to one inbox (capitals, +tags and Gmail's dots folded), counted per
+    # requesting network (/24, /48): what strangers elsewhere ask for spends nothing of
+    # the reader's own allowance...
+    LOGIN_LIMIT_PER_ADDRESS_AND_NETWORK = "1 per minute;5 per hour;10 per day"
+    # ...under a higher ceiling for the inbox from every network together, which bounds
+    # mail bombing. A browser that signed in with the address before is not held back
+    # by it; one holding an open attempt for it has its own "send again" allowance.
+    LOGIN_LIMIT_PER_ADDRESS = "3 per minute;15 per hour;30 per day"
+    LOGIN_LIMIT_RESENDS_PER_ADDRESS = "2 per minute;10 per hour;20 per day"
     LOGIN_LIMIT_PER_IP = "30 per 5 minutes"
     CHECK_LIMIT_PER_IP = "30 per 5 minutes"  # link and code checks together
     # Sign-in mails the whole service may queue in an hour; 0 turns the ceiling off.

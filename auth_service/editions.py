@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from sqlalchemy import exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from . import subscriptions
+from . import storable, subscriptions
 from .addresses import transport_address
 from .config import public_host
 from .extensions import db
@@ -67,7 +67,15 @@ def today() -> date:
 
 
 def articles_of(day: date) -> list[Article]:
-    """The articles published on ``day`` in the site's time zone, newest first."""
+    """The articles published on ``day`` in the site's time zone, newest first.
+
+    Raises :class:`EditionError` for a day at the ends of the calendar (0001-01-01,
+    9999-12-31): the day's midnights in the site's zone, converted to UTC, would overflow.
+    """
+    try:
+        storable.check_day(day)
+    except storable.OutOfCalendar as error:
+        raise EditionError(f"there is no edition of {day.isoformat()}: {error}") from None
     start = datetime.combine(day, time.min, tzinfo=site_zone())
     end = start + timedelta(days=1)
     return list(
@@ -144,7 +152,7 @@ def _edition(letter: Newsletter, day: date, locale: str, articles: list[Article]
 def _subscribers_after(letter: Newsletter, last_id: int, limit: int):
     """The next subscribed, unsuppressed readers after ``last_id``."""
     return db.session.execute(
-        select(Reader.id, Reader.email, Reader.locale, Reader.created_at)
+        select(Reader.id, Reader.public_id, Reader.email, Reader.locale)
         .join(NewsletterConsent, NewsletterConsent.reader_id == Reader.id)
         .where(
             NewsletterConsent.newsletter_id == letter.id,
@@ -239,7 +247,7 @@ class _CopyMaker:
         """The outbox row of one reader's copy."""
         locale = row.locale if row.locale in self.languages else self.default
         edition = editions[locale]
-        token = subscriptions.token_for_id(row.id, row.email, row.created_at)
+        token = subscriptions.token_for_public_id(row.public_id)
         unsubscribe = f"{self.unsubscribe_base}?n={self.letter.slug}&token={token}"
         return {
             "message_id": make_msgid(domain=self.domain),

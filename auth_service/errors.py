@@ -6,16 +6,18 @@ import logging
 import math
 import time
 
-from flask import Flask, render_template
+from flask import Flask, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import (
+    BadRequest,
     HTTPException,
     InternalServerError,
     ServiceUnavailable,
     TooManyRequests,
+    UnsupportedMediaType,
 )
 
 from .extensions import db, limiter
@@ -40,6 +42,10 @@ MESSAGES = {
         _l("This page cannot be used this way. Go back and use the form on the page."),
     ),
     413: (_l("Too much data"), _l("What you sent is too large. Shorten it and try again.")),
+    415: (
+        _l("This format is not read here"),
+        _l("This address takes a form, not JSON. Send the form's fields instead."),
+    ),
     429: (
         _l("Too many tries"),
         _l("You have tried too many times. Wait a few minutes, then try again."),
@@ -64,6 +70,58 @@ class ServiceBusy(TooManyRequests):
     retry_after_seconds = 600
 
 
+class UnstorableText(BadRequest):
+    """The request carries text the database cannot store (a NUL, a lone surrogate).
+
+    ``where`` is the kind of input (``path``, ``query``, ``form``, ``json``) and
+    ``field`` its name there, both shown to a JSON client so that it can fix its call.
+    """
+
+    title = _l("Text that cannot be saved")
+    message = _l(
+        "What was sent contains a character that cannot be saved (a null character, or "
+        "half of a character). Remove it and try again."
+    )
+
+    def __init__(self, where: str, field: str):
+        super().__init__()
+        self.details = {"where": where, "field": field}
+
+
+class JsonTooDeep(BadRequest):
+    """A JSON body nested deeper than the parser goes (it would raise RecursionError)."""
+
+    message = _l("The JSON sent is nested too deeply to be read.")
+
+    def __init__(self):
+        super().__init__()
+        self.details = {"where": "json"}
+
+
+class JsonNotRead(UnsupportedMediaType):
+    """A JSON body sent to a route that reads forms, not JSON."""
+
+
+def wants_json() -> bool:
+    """Whether the client reads JSON: it sent JSON, or it asks for JSON before HTML."""
+    if request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(("text/html", "application/json"))
+    return best == "application/json"
+
+
+def error_response(status: int, *, title=None, message=None, details=None):
+    """The answer to a request that failed: the calm page, or a JSON body for JSON clients.
+
+    The JSON body is ``{"error": <the page's sentence>}``, plus ``details`` (where the
+    problem is) when there are any.
+    """
+    if wants_json():
+        default_message = MESSAGES.get(status, MESSAGES[400])[1]
+        return jsonify({"error": str(message or default_message), **(details or {})}), status
+    return render_error(status, title=title, message=message)
+
+
 def render_error(status: int, *, title=None, message=None):
     """Render the error page for ``status``."""
     default_title, default_message = MESSAGES.get(status, MESSAGES[400])
@@ -79,10 +137,15 @@ def render_error(status: int, *, title=None, message=None):
 
 
 def _http_error(error: HTTPException):
-    """Any HTTP error Flask or a view raised."""
+    """Any HTTP error Flask or a view raised; ours may carry their own words and details."""
     if error.code is None or error.code < 400:
         return error
-    body, status = render_error(error.code)
+    body, status = error_response(
+        error.code,
+        title=getattr(error, "title", None),
+        message=getattr(error, "message", None),
+        details=getattr(error, "details", None),
+    )
     # Keep what the error says in headers: Allow on a 405, Retry-After on a 429.
     headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
     return body, status, headers
@@ -91,7 +154,7 @@ def _http_error(error: HTTPException):
 def _too_many(error: TooManyRequests):
     """A rate limit: say when to try again, in the reader's language, with Retry-After."""
     seconds = _seconds_to_wait(error)
-    body, status = render_error(429, message=_wait_message(seconds))
+    body, status = error_response(429, message=_wait_message(seconds))
     return body, status, {"Retry-After": str(seconds)}
 
 
@@ -125,7 +188,7 @@ def _seconds_to_wait(error: TooManyRequests) -> int:
 
 def _csrf_error(error: CSRFError):
     """A form sent without its hidden token, or with a stale one."""
-    return render_error(
+    return error_response(
         400,
         title=_l("This form has expired"),
         message=_l(
@@ -139,13 +202,13 @@ def _database_down(error: OperationalError):
     """The database does not answer: say so, do not show SQL."""
     log.error("Database unavailable: %s", error)
     db.session.rollback()
-    return render_error(503)
+    return error_response(503)
 
 
 def _unexpected(error: InternalServerError):
     """Anything unexpected: log it, show a calm page."""
     log.error("Unhandled error", exc_info=error.original_exception)
-    return render_error(500)
+    return error_response(500)
 
 
 def init_app(app: Flask) -> None:
@@ -155,4 +218,4 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_down)
     app.register_error_handler(InternalServerError, _unexpected)
-    app.register_error_handler(ServiceUnavailable, lambda error: render_error(503))
+    app.register_error_handler(ServiceUnavailable, lambda error: error_response(503))

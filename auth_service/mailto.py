@@ -25,6 +25,8 @@ MAX_BYTES = 256 * 1024
 # Nor more of its subject: the request is some 130 characters.
 MAX_SUBJECT = 4096
 # "unsubscribe daily <token>", anywhere in the subject ("Re: …", a client's prefix).
+# Only these two captures reach the database, and neither can hold a NUL or a lone
+# surrogate: the rest of a mail (raw 8-bit bytes decode to surrogates) is never stored.
 REQUEST = re.compile(r"\bunsubscribe\s+([a-z0-9_-]{1,64})\s+([A-Za-z0-9_.-]{1,512})", re.IGNORECASE)
 
 

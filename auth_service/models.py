@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -63,9 +64,9 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-def new_alternative_id() -> str:
-    """A random session identifier; replacing it ends every session of a reader."""
-    return secrets.token_urlsafe(24)
+def new_public_id() -> str:
+    """A reader's opaque identifier for links and tokens: random, never the row id."""
+    return secrets.token_urlsafe(16)
 
 
 class Reader(UserMixin, db.Model):
@@ -75,8 +76,9 @@ class Reader(UserMixin, db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    # What the session and remember cookie carry instead of the primary key.
-    alternative_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_alternative_id)
+    # What preference and unsubscribe links carry: opaque, and it never changes, so a
+    # link in last year's newsletter still works; the sequential id is never shown.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     locale: Mapped[str] = mapped_column(String(8), default="fr")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -93,9 +95,41 @@ class Reader(UserMixin, db.Model):
         order_by="SignInEvent.at.desc()",
     )
 
-    def get_id(self) -> str:
-        """Flask-Login's session key: the alternative id, never the primary key."""
-        return self.alternative_id
+    sessions: Mapped[list[ReaderSession]] = relationship(
+        back_populates="reader", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    # The session this reader was loaded through (set by ``sessions``): its key, which
+    # the cookie carries, and its row. Plain attributes, not columns.
+    session_key = None  # str | None
+    session_row_id = None  # int | None
+
+    def get_id(self) -> str | None:
+        """Flask-Login's session key: the key of one server-side session, so that
+        signing out ends that session wherever its cookie was copied."""
+        return self.session_key
+
+
+class ReaderSession(db.Model):
+    """One signed-in browser: the session cookie carries its key, the table its hash.
+
+    Signing out deletes the row, which ends that session on every copy of the cookie;
+    the account page lists the rows as the reader's devices.
+    """
+
+    __tablename__ = "reader_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Renewed at most once a day (see ``sessions.SEEN_EVERY``): the session lasts
+    # PERMANENT_SESSION_LIFETIME after this, and most pages write nothing.
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    network: Mapped[str] = mapped_column(String(64), default="")
+
+    reader: Mapped[Reader] = relationship(back_populates="sessions")
 
 
 class LoginAttempt(db.Model):
@@ -157,6 +191,19 @@ class NewsletterConsent(db.Model):
 
     reader: Mapped[Reader] = relationship(back_populates="consents")
     newsletter: Mapped[Newsletter] = relationship()
+
+    __table_args__ = (
+        # One open consent per reader and newsletter: two requests recording the same
+        # consent at once cannot both add a row (a reader would get two copies).
+        Index(
+            "uq_newsletter_consents_open",
+            "reader_id",
+            "newsletter_id",
+            unique=True,
+            postgresql_where=text("withdrawn_at IS NULL"),
+            sqlite_where=text("withdrawn_at IS NULL"),
+        ),
+    )
 
 
 class SignInEvent(db.Model):
@@ -291,3 +338,18 @@ class OutboxMessage(db.Model):
         Index("ix_outbox_kind_created", "kind", "created_at"),
         UniqueConstraint("dedupe_key", name="uq_outbox_dedupe_key"),
     )
+
+
+class RateLimitCounter(db.Model):
+    """One fixed-window rate-limit counter, shared by every process of the service.
+
+    The default storage of Flask-Limiter's counters (``limit_storage``): with no Redis,
+    several web processes still count one allowance together.
+    """
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    # Seconds since the epoch, as Flask-Limiter reads a window's end.
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

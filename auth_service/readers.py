@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
+from . import sessions, signin
 from .addresses import transport_address
 from .extensions import db
 from .models import (
@@ -11,15 +12,11 @@ from .models import (
     NewsletterConsent,
     OutboxMessage,
     Reader,
+    ReaderSession,
     SignInEvent,
     Suppression,
     iso_utc,
 )
-
-
-def by_alternative_id(alternative_id: str) -> Reader | None:
-    """The reader whose sessions carry this id (see ``Reader.get_id``)."""
-    return db.session.scalar(select(Reader).where(Reader.alternative_id == alternative_id))
 
 
 def recent_sign_ins(reader: Reader, limit: int = 10) -> list[SignInEvent]:
@@ -61,10 +58,14 @@ def export(reader: Reader) -> dict:
             for event in reader.sign_ins
         ],
         "mail_problem": _suppression_of(reader),
-        "sessions": {
-            "note": "Sessions live in signed browser cookies; signing out everywhere "
-            "ends all of them.",
-        },
+        "sessions": [
+            {
+                "signed_in_at": iso_utc(device.created_at),
+                "user_agent": device.user_agent,
+                "network": device.network,
+            }
+            for device in sessions.live_sessions(reader)
+        ],
     }
 
 
@@ -83,6 +84,8 @@ def delete_reader(reader: Reader) -> None:
     a recorded bounce and mail still in the outbox name the address, so they go too.
     """
     address = reader.email
+    # Sign-in's lock order: the address's attempts first, then the reader.
+    signin.lock_attempts_of_address(address)
     db.session.execute(delete(LoginAttempt).where(LoginAttempt.email == address))
     db.session.execute(delete(Suppression).where(Suppression.email == address))
     db.session.execute(
@@ -92,6 +95,7 @@ def delete_reader(reader: Reader) -> None:
     )
     db.session.execute(delete(NewsletterConsent).where(NewsletterConsent.reader_id == reader.id))
     db.session.execute(delete(SignInEvent).where(SignInEvent.reader_id == reader.id))
+    db.session.execute(delete(ReaderSession).where(ReaderSession.reader_id == reader.id))
     db.session.delete(reader)
     db.session.commit()
 

@@ -1,11 +1,22 @@
-"""Response headers every page gets, and the stricter ones for pages with secrets."""
+"""Response headers every page gets, and the stricter ones for pages with secrets; the
+guard that refuses, before any view runs, what the database could not store."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .errors import JsonNotRead, JsonTooDeep, UnstorableText
+from .storable import first_unstorable, is_storable, shown, shown_where
+
+View = TypeVar("View", bound=Callable)
+
+# The methods whose body Flask-WTF reads as the form's data, JSON included.
+SUBMIT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def private_page() -> None:
@@ -78,12 +89,77 @@ class RawQueryBytes:
         return self.wsgi_app(environ, start_response)
 
 
+def reads_json(view: View) -> View:
+    """Mark ``view`` as one that reads a JSON body; every other view refuses one (415).
+
+    Without the mark, Flask-WTF would hand a JSON body to the forms, which expect flat
+    strings: a list or an object there was a 500.
+    """
+    view.reads_json = True
+    return view
+
+
+def check_input() -> None:
+    """Before every view: refuse what the database could not store, wherever it was sent.
+
+    Looks at the path (its arguments, or all of it when no route matched), the query
+    string, the form fields (names, values and file names) and a JSON body (keys and
+    values, at any depth), and raises :class:`~auth_service.errors.UnstorableText`: the
+    calm 400 page, or a JSON error.
+    Headers and cookies are not looked at: the one header the service keeps (the
+    User-Agent of a sign-in) is cleaned by the code that keeps it. A JSON body is also
+    refused when too deep to parse (400), or sent to a view that reads forms (415).
+    """
+    # The path's arguments by name; the whole path when no route matched (a 404 or a
+    # redirect to come), so that a NUL gets the same answer on every path.
+    path = request.view_args if request.view_args is not None else {"": request.path}
+    for where, pairs in (
+        ("path", path.items()),
+        ("query", request.args.items(multi=True)),
+        ("form", request.form.items(multi=True)),
+        ("form", ((name, file.filename or "") for name, file in request.files.items(multi=True))),
+    ):
+        name = next(_unstorable_names(pairs), None)
+        if name is not None:
+            raise UnstorableText(where, shown(name, 40))
+    if request.is_json:
+        _check_json_body()
+
+
+def _unstorable_names(pairs: Iterable[tuple[str, object]]) -> Iterator[str]:
+    """The names whose name or text value the database cannot store."""
+    for name, value in pairs:
+        if not is_storable(name) or (isinstance(value, str) and not is_storable(value)):
+            yield name
+
+
+def _check_json_body() -> None:
+    """Refuse a JSON body too deep to parse, holding unstorable text, or sent to a view
+    that reads forms.
+
+    The parsed body stays cached on the request, so the view does not parse it again; a
+    body that is not JSON at all is left to the view, which says what it expected.
+    """
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the parser recurses once per bracket; get_json lets it out
+        raise JsonTooDeep() from None
+    where = first_unstorable(body)
+    if where is not None:
+        raise UnstorableText("json", shown_where(where))
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is not None and request.method in SUBMIT_METHODS:
+        if not getattr(view, "reads_json", False):
+            raise JsonNotRead()
+
+
 def init_app(app: Flask) -> None:
-    """Attach the header hook to ``app``, and trust the configured proxies.
+    """Attach the header hook and the input guard to ``app``; trust the configured proxies.
 
     ``X-Forwarded-For`` decides the client IP (and so the rate limits) only when
     ``PROXY_FIX_X_FOR`` says how many proxies in front of us add to it.
     """
+    app.before_request(check_input)
     app.after_request(_add_headers)
     app.wsgi_app = RawQueryBytes(app.wsgi_app)
     hops, proto = app.config["PROXY_FIX_X_FOR"], app.config["PROXY_FIX_X_PROTO"]

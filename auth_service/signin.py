@@ -19,18 +19,16 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, literal, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from . import sessions, subscriptions
 from .config import signing_keys
 from .extensions import db
 from .models import (
     LoginAttempt,
-    Newsletter,
-    NewsletterConsent,
     Reader,
     SignInEvent,
-    new_alternative_id,
     utcnow,
 )
 
@@ -183,10 +181,39 @@ def check_link(token: str, *, now: datetime | None = None) -> LoginAttempt:
     return attempt
 
 
+def lock_attempts_of(attempt_ids: list[str]) -> None:
+    """Lock every attempt of the addresses these attempts belong to, in id order.
+
+    The one lock order of every sign-in write: the address's attempts first (by id),
+    then the reader and what hangs from it. Two links, or a link and a code, of one
+    address opened at the same instant then queue one behind the other instead of each
+    holding one attempt and waiting for the other's (a deadlock on PostgreSQL). SQLite
+    has no row locks; its single writer already serialises these transactions.
+    """
+    addresses = select(LoginAttempt.email).where(LoginAttempt.id.in_(attempt_ids))
+    db.session.execute(
+        select(LoginAttempt.id)
+        .where(LoginAttempt.email.in_(addresses.scalar_subquery()))
+        .order_by(LoginAttempt.id)
+        .with_for_update()
+    ).all()
+
+
+def lock_attempts_of_address(address: str) -> None:
+    """:func:`lock_attempts_of` for an address (account deletion takes the same order)."""
+    db.session.execute(
+        select(LoginAttempt.id)
+        .where(LoginAttempt.email == address)
+        .order_by(LoginAttempt.id)
+        .with_for_update()
+    ).all()
+
+
 def consume_link(token: str, *, now: datetime | None = None) -> LoginAttempt:
     """Consume a link once and return its attempt; raise :class:`SignInError` if not."""
     now = now or utcnow()
     attempt_id, random_part = _read_token(token)
+    lock_attempts_of([attempt_id])
     won = db.session.execute(
         update(LoginAttempt)
         .where(
@@ -203,12 +230,20 @@ def consume_link(token: str, *, now: datetime | None = None) -> LoginAttempt:
             attempt.token_hash, _hash_secret(random_part)
         ):
             attempt = None
-        raise _why_closed(attempt, now)
+        error = _why_closed(attempt, now)
+        db.session.rollback()  # release the locks at once
+        raise error
     return _reload(attempt_id)
 
 
 def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = None) -> LoginAttempt:
     """Consume the attempt among ``attempt_ids`` whose code is ``code``.
+
+    Comparing the code and spending a try are one ``UPDATE``: each open attempt listed
+    is either opened by the code or loses a try, in the same statement, so parallel
+    guesses cannot be compared against a try count that another guess has already spent
+    (PostgreSQL re-reads a row locked by a concurrent guess before comparing). No more
+    than ``LOGIN_CODE_TRIES`` guesses are ever compared, whatever the concurrency.
 
     A wrong code costs one try on every open attempt listed, so asking for several links
     does not multiply an attacker's guesses. Text that is not six digits cannot match
@@ -221,32 +256,29 @@ def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = No
         raise SignInError("invalid")
     if not CODE.fullmatch(code):
         raise _code_refusal("malformed_code", attempt_ids, now)
-    matches = [
-        and_(
-            LoginAttempt.id == attempt_id,
-            LoginAttempt.code_hash.in_(_code_hashes(attempt_id, code)),
+    lock_attempts_of(attempt_ids)
+    matches = or_(
+        *(
+            and_(
+                LoginAttempt.id == attempt_id,
+                LoginAttempt.code_hash.in_(_code_hashes(attempt_id, code)),
+            )
+            for attempt_id in attempt_ids
         )
-        for attempt_id in attempt_ids
-    ]
-    won = (
-        db.session.execute(
-            update(LoginAttempt)
-            .where(or_(*matches), _is_open(now))
-            .values(used_at=now)
-            .returning(LoginAttempt.id)
-            .execution_options(synchronize_session=False)
-        )
-        .scalars()
-        .first()
     )
-    if won is not None:
-        return _reload(won)
-    db.session.execute(
+    outcome = db.session.execute(
         update(LoginAttempt)
         .where(LoginAttempt.id.in_(attempt_ids), _is_open(now))
-        .values(tries_left=LoginAttempt.tries_left - 1)
+        .values(
+            used_at=case((matches, literal(now, LoginAttempt.used_at.type)), else_=null()),
+            tries_left=case((matches, LoginAttempt.tries_left), else_=LoginAttempt.tries_left - 1),
+        )
+        .returning(LoginAttempt.id, LoginAttempt.used_at)
         .execution_options(synchronize_session=False)
-    )
+    ).all()
+    won = next((attempt_id for attempt_id, used_at in outcome if used_at is not None), None)
+    if won is not None:
+        return _reload(won)
     db.session.commit()
     raise _code_refusal("wrong_code", attempt_ids, now)
 
@@ -301,16 +333,23 @@ def complete(
     attempt: LoginAttempt,
     *,
     method: str,
+    newsletter_wording: str | None = None,
+    newsletter_source: str | None = None,
     user_agent: str = "",
     network: str = "",
     now: datetime | None = None,
 ) -> Reader:
-    """Finish a consumed attempt: the reader's account, consent, sign-in record.
+    """Finish a consumed attempt: the reader's account, consent, sign-in record, session.
 
     Creates the account at its first confirmed sign-in, voids every other open link and
-    code of the address, and commits.
+    code of the address, opens a server-side session (its key is on the returned
+    reader's ``session_key``), and commits. A daily-newsletter consent is recorded only
+    when ``newsletter_wording`` is given: the view passes the box the reader ticked in
+    the browser that signs in, never what another browser asked for.
     """
     now = now or utcnow()
+    user_agent = CONTROL_CHARACTERS.sub("", user_agent)[:512]  # browsers send what they like
+    network = network[:64]
     reader = _reader_for(attempt.email, attempt.locale, now)
     reader.last_sign_in_at = now
     db.session.execute(
@@ -319,18 +358,20 @@ def complete(
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
-    if attempt.newsletter:
-        _record_consent(reader, attempt, now)
+    if newsletter_wording is not None:
+        daily = subscriptions.newsletter(DAILY_NEWSLETTER)
+        if daily is not None:
+            subscriptions.record_consent(
+                reader,
+                daily,
+                wording=newsletter_wording,
+                source=newsletter_source or attempt.next_url,
+                now=now,
+            )
     db.session.add(
-        SignInEvent(
-            reader=reader,
-            at=now,
-            method=method,
-            # Browsers send what they like here; store only printable text.
-            user_agent=CONTROL_CHARACTERS.sub("", user_agent)[:512],
-            network=network[:64],
-        )
+        SignInEvent(reader=reader, at=now, method=method, user_agent=user_agent, network=network)
     )
+    sessions.open_session(reader, user_agent=user_agent, network=network, now=now)
     db.session.commit()
     return reader
 
@@ -349,36 +390,6 @@ def _reader_for(address: str, locale: str, now: datetime) -> Reader:
         reader = db.session.scalar(select(Reader).where(Reader.email == address))
         assert reader is not None
     return reader
-
-
-def _record_consent(reader: Reader, attempt: LoginAttempt, now: datetime) -> None:
-    """Record the daily newsletter consent unless the reader already holds one."""
-    newsletter = db.session.scalar(select(Newsletter).where(Newsletter.slug == DAILY_NEWSLETTER))
-    if newsletter is None:
-        return
-    already = db.session.scalar(
-        select(NewsletterConsent.id).where(
-            NewsletterConsent.reader_id == reader.id,
-            NewsletterConsent.newsletter_id == newsletter.id,
-            NewsletterConsent.withdrawn_at.is_(None),
-        )
-    )
-    if already is None:
-        db.session.add(
-            NewsletterConsent(
-                reader=reader,
-                newsletter=newsletter,
-                consented_at=now,
-                wording=attempt.newsletter_wording or "",
-                source=attempt.next_url,
-            )
-        )
-
-
-def sign_out_everywhere(reader: Reader) -> None:
-    """End every session and remember cookie of ``reader`` by replacing their id."""
-    reader.alternative_id = new_alternative_id()
-    db.session.commit()
 
 
 def approximate_network(ip: str | None) -> str:

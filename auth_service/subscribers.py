@@ -76,9 +76,10 @@ from .models import (
     NewsletterConsent,
     Reader,
     iso_utc,
-    new_alternative_id,
+    new_public_id,
     utcnow,
 )
+from .storable import is_storable
 
 EXPORT_COLUMNS = (
     "email",
@@ -147,7 +148,9 @@ def unneutralise(cell: str) -> str:
 
 def _newsletter(slug: str) -> Newsletter:
     """The newsletter ``slug`` names, or :class:`SubscribersError`."""
-    letter = subscriptions.newsletter(slug)
+    # A slug from the command line may hold bytes that are not UTF-8 (as lone
+    # surrogates), which PostgreSQL cannot even be asked about.
+    letter = subscriptions.newsletter(slug) if is_storable(slug) else None
     if letter is None:
         known = ", ".join(letter.slug for letter in subscriptions.all_newsletters())
         raise SubscribersError(f"there is no newsletter {slug!r} (there is: {known})")
@@ -383,6 +386,14 @@ class _RowChecker:
     def check(self, line: int, cells: list[str]) -> _Row:
         """The row's choice; each address and newsletter counts once, at its first row."""
         columns = self.columns
+        for index, what in (
+            (columns.email, "address"),
+            (columns.flag, "subscribed value"),
+            (columns.newsletter, "newsletter"),
+        ):
+            # The file is strict UTF-8, so the one character to fear is NUL.
+            if index is not None and not is_storable(self._cell(cells, index)):
+                raise _Rejected(f"the {what} holds a NUL character, which cannot be stored")
         address = _address(self._cell(cells, columns.email))
         subscribe = True if columns.flag is None else _choice(self._cell(cells, columns.flag))
         newsletter_id = self.default.id
@@ -513,7 +524,7 @@ class _Applier:
         rows = [
             {
                 "email": address,
-                "alternative_id": new_alternative_id(),
+                "public_id": new_public_id(),
                 "locale": self.locale,
                 "created_at": self.now,
                 "is_staff": False,
@@ -550,8 +561,13 @@ def import_subscribers(
     read at all raises :class:`SubscribersError` and changes nothing.
     """
     default = _newsletter(newsletter)
+    wording = f"Imported from {file_name[-200:]}"
+    if not is_storable(wording):
+        raise SubscribersError(
+            f"the file name {file_name!r} holds a character that cannot be stored"
+        )
     report = ImportReport(dry_run=dry_run)
-    applier = _Applier(report, wording=f"Imported from {file_name[-200:]}")
+    applier = _Applier(report, wording=wording)
     try:
         for batch in _batches(_valid_rows(source, default, report), batch_size):
             applier.apply(batch)

@@ -107,10 +107,11 @@ def import_command(file, slug: str, dry_run: bool) -> None:
     listed as "line N: reason" and changes nothing. A file that cannot be read at all
     (no email column, not UTF-8) changes nothing and exits with an error.
     """
+    # A name in bytes that are not UTF-8 is shown with U+FFFD in the consent's wording,
+    # which the database could not store with the bytes' lone surrogates.
+    file_name = os.fsencode(Path(file.name).name).decode("utf-8", "replace")
     try:
-        report = import_subscribers(
-            file, file_name=Path(file.name).name, newsletter=slug, dry_run=dry_run
-        )
+        report = import_subscribers(file, file_name=file_name, newsletter=slug, dry_run=dry_run)
     except SubscribersError as error:
         raise click.ClickException(f"{file.name}: {error}; nothing was imported") from None
     for line, reason in report.rejected:

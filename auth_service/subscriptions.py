@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 from datetime import UTC, datetime
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from .config import signing_keys
 from .extensions import db
@@ -59,7 +63,7 @@ def subscriptions(reader: Reader) -> list[tuple[Newsletter, bool]]:
 
 def subscribe(reader: Reader, letter: Newsletter, *, wording: str, source: str) -> None:
     """Record consent to ``letter`` (once), with the wording shown and where; commit."""
-    _open(reader, letter, wording=wording, source=source)
+    record_consent(reader, letter, wording=wording, source=source)
     db.session.commit()
 
 
@@ -78,20 +82,43 @@ def choose(reader: Reader, chosen: set[str], *, wordings: dict[str, str], source
     now = utcnow()
     for letter, subscribed in subscriptions(reader):
         if letter.slug in chosen and not subscribed:
-            _open(reader, letter, wording=wordings.get(letter.slug, letter.slug), source=source)
+            record_consent(
+                reader, letter, wording=wordings.get(letter.slug, letter.slug), source=source
+            )
         elif letter.slug not in chosen and subscribed:
             _close(reader, letter, now)
     db.session.commit()
 
 
-def _open(reader: Reader, letter: Newsletter, *, wording: str, source: str) -> None:
-    """Add a consent row unless one is open."""
-    if open_consent(reader, letter) is None:
-        db.session.add(
-            NewsletterConsent(
-                reader=reader, newsletter=letter, wording=wording, source=source[:2048]
+def record_consent(
+    reader: Reader,
+    letter: Newsletter,
+    *,
+    wording: str,
+    source: str,
+    now: datetime | None = None,
+) -> None:
+    """Record consent to ``letter`` with the wording shown and where, unless one is open.
+
+    The one way a consent is written (sign-in, account page, preferences link). A
+    partial unique index allows one open consent per reader and newsletter: when two
+    requests (a double click) record it at once, the second finds the first's row.
+    """
+    if open_consent(reader, letter) is not None:
+        return
+    try:
+        with db.session.begin_nested():
+            db.session.add(
+                NewsletterConsent(
+                    reader=reader,
+                    newsletter=letter,
+                    consented_at=now or utcnow(),
+                    wording=wording,
+                    source=source[:2048],
+                )
             )
-        )
+    except IntegrityError:
+        pass  # a parallel request recorded the same consent a moment ago
 
 
 def _close(reader: Reader, letter: Newsletter, now: datetime) -> bool:
@@ -116,21 +143,19 @@ def _serializer_for(keys: tuple[str, ...]) -> URLSafeSerializer:
     return URLSafeSerializer(list(keys), salt=PREFERENCES_SALT)
 
 
-def _fingerprint(email: str, created_at: datetime) -> str:
-    """A digest of the account: a link dies with the account it was made for, even if
-    the same address signs up again and (SQLite reuses ids) gets the same id."""
-    stamp = created_at.astimezone(UTC).replace(tzinfo=None).isoformat()
-    return hashlib.sha256(f"{email}\n{stamp}".encode()).hexdigest()[:20]
-
-
 def preferences_token(reader: Reader) -> str:
     """The signed token of a reader's preference and unsubscribe links."""
-    return token_for_id(reader.id, reader.email, reader.created_at)
+    return token_for_public_id(reader.public_id)
 
 
-def token_for_id(reader_id: int, email: str, created_at: datetime) -> str:
-    """:func:`preferences_token` from a reader's columns, for bulk sends."""
-    return _serializer().dumps({"r": reader_id, "f": _fingerprint(email, created_at)})
+def token_for_public_id(public_id: str) -> str:
+    """:func:`preferences_token` from a reader's public id, for bulk sends.
+
+    The payload is the reader's opaque public id: random, so it tells nothing of how
+    many readers there are or in what order they came, and it dies with the account
+    (the same address signing up again gets a new one).
+    """
+    return _serializer().dumps({"p": public_id})
 
 
 def reader_from_token(token: str) -> Reader | None:
@@ -139,24 +164,47 @@ def reader_from_token(token: str) -> Reader | None:
         payload = _serializer().loads(token[:512])
     except BadSignature:
         return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("r"), int):
+    if not isinstance(payload, dict):
         return None
-    reader = db.session.get(Reader, payload["r"])
-    if reader is None or payload.get("f") != _fingerprint(reader.email, reader.created_at):
+    if isinstance(payload.get("p"), str) and len(payload["p"]) <= 32:
+        return db.session.scalar(select(Reader).where(Reader.public_id == payload["p"]))
+    if isinstance(payload.get("r"), int) and isinstance(payload.get("f"), str):
+        return _reader_from_legacy_token(payload["r"], payload["f"])
+    return None
+
+
+def _reader_from_legacy_token(reader_id: int, fingerprint: str) -> Reader | None:
+    """A token of the first editions, which named the row id: they are still in
+    readers' mailboxes and must still unsubscribe. No new token takes this form."""
+    if not -(2**31) <= reader_id < 2**31:  # PostgreSQL's integer
         return None
-    return reader
+    reader = db.session.get(Reader, reader_id)
+    if reader is None:
+        return None
+    stamp = reader.created_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+    expected = hashlib.sha256(f"{reader.email}\n{stamp}".encode()).hexdigest()[:20]
+    return reader if hmac.compare_digest(fingerprint.encode(), expected.encode()) else None
 
 
 # --- Suppression ----------------------------------------------------------------------
 
 
 def record_mail_event(address: str, event: str, reported_at: datetime) -> None:
-    """Mark ``address`` suppressed after a bounce or a complaint; commit."""
-    existing = db.session.scalar(select(Suppression).where(Suppression.email == address))
-    if existing is None:
-        db.session.add(Suppression(email=address, event=event, reported_at=reported_at))
-    else:
-        existing.event, existing.reported_at = event, reported_at
+    """Mark ``address`` suppressed after a bounce or a complaint; commit.
+
+    One statement that inserts or updates, so two reports of one new address arriving
+    at once cannot both try to insert it.
+    """
+    insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
+    statement = insert(Suppression).values(
+        email=address, event=event, reported_at=reported_at, recorded_at=utcnow()
+    )
+    db.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Suppression.email],
+            set_={"event": statement.excluded.event, "reported_at": statement.excluded.reported_at},
+        )
+    )
     db.session.commit()
 
 

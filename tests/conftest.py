@@ -38,6 +38,8 @@ DATA_TABLES = [
     "editions",
     "suppressions",
     "articles",
+    "rate_limits",
+    "reader_sessions",
 ]
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 

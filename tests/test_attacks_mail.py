@@ -101,8 +101,9 @@ def delivered(smtp_server) -> list[str]:
 
 @LIMITS_ON
 def test_one_address_asked_from_many_ips_gets_one_mail_a_minute(app, smtp_server):
-    """Defence: the per-address limit (1 link a minute), keyed on the normalised inbox:
-    another IP, capitals or a "+tag" do not make a new counter."""
+    """Defence: the per-address limit (1 link a minute from one network), keyed on the
+    normalised inbox: another IP of the network, capitals or a "+tag" do not make a new
+    counter."""
     variants = [
         VICTIM,
         "Victim@Example.COM",
@@ -132,9 +133,10 @@ def test_gmail_spellings_of_one_inbox_share_the_address_limit(app, smtp_server, 
 
 @LIMITS_ON
 def test_one_address_gets_at_most_five_mails_an_hour_and_ten_a_day(app, smtp_server, clock):
-    """Defence: the per-address limits of 5 links an hour and 10 a day (the default
-    LOGIN_LIMIT_PER_ADDRESS), whatever the IP; the clock is moved, not waited for."""
-    assert app.config["LOGIN_LIMIT_PER_ADDRESS"] == "1 per minute;5 per hour;10 per day"
+    """Defence: the per-address limits of 5 links an hour and 10 a day from one network
+    (the default LOGIN_LIMIT_PER_ADDRESS_AND_NETWORK), whatever the IP in it; the clock
+    is moved, not waited for."""
+    assert app.config["LOGIN_LIMIT_PER_ADDRESS_AND_NETWORK"] == "1 per minute;5 per hour;10 per day"
     ips = (f"198.51.100.{n}" for n in range(1, 100))
 
     def every_minute(tries: int) -> list[int]:
@@ -154,6 +156,103 @@ def test_one_address_gets_at_most_five_mails_an_hour_and_ten_a_day(app, smtp_ser
     clock.advance(86_400 + 60 - clock.offset)
     assert every_minute(1) == [303]  # the next day
     assert len(delivered(smtp_server)) == 11
+
+
+# --- Locking a reader out ------------------------------------------------------------
+
+
+def network(n: int) -> str:
+    """An IP in the ``n``-th of many distinct /24 networks."""
+    return f"10.{n // 250}.{n % 250}.7"
+
+
+READER_AT_HOME = "192.0.2.10"
+
+
+@LIMITS_ON
+def test_strangers_asking_from_elsewhere_do_not_spend_the_readers_allowance(
+    app, smtp_server, clock
+):
+    """Defence: the reader's allowance is counted per inbox *and* requesting network.
+    Five strangers on five networks ask for the reader's inbox (capitals, "+tags"),
+    which used to spend its 5 links an hour; the reader at home still gets a link."""
+    for n, typed in enumerate(
+        [VICTIM, "Victim@Example.com", "victim+a@example.com", "VICTIM+b@example.com", VICTIM]
+    ):
+        assert ask(browser_at(app, network(n)), typed).status_code == 303
+        clock.advance(61)
+    assert ask(browser_at(app, READER_AT_HOME), VICTIM).status_code == 303
+    assert len(delivered(smtp_server)) == 6
+
+
+@LIMITS_ON
+def test_strangers_everywhere_mail_one_inbox_at_most_thirty_times_a_day(app, smtp_server, clock):
+    """Defence: above the per-network allowance, a ceiling for the inbox from every
+    network together (LOGIN_LIMIT_PER_ADDRESS: 3 a minute, 15 an hour, 30 a day) bounds
+    mail bombing from many networks."""
+    assert app.config["LOGIN_LIMIT_PER_ADDRESS"] == "3 per minute;15 per hour;30 per day"
+    burst = [ask(browser_at(app, network(n)), VICTIM).status_code for n in range(4)]
+    assert burst == [303, 303, 303, 429]  # three a minute
+    statuses = []
+    for n in range(4, 44):
+        clock.advance(600)  # six an hour: only the daily ceiling can stop them
+        statuses.append(ask(browser_at(app, network(n)), VICTIM).status_code)
+    assert statuses == [303] * 27 + [429] * 13
+    assert len(delivered(smtp_server)) == 30
+
+
+@LIMITS_ON
+def test_a_browser_that_signed_in_before_is_not_locked_out_by_strangers(app, client, clock):
+    """Defence: once strangers have spent the inbox's daily ceiling, a new browser is
+    refused for the day, but a browser that signed in with the address before (the
+    signed known-device cookie) still gets its link: strangers cannot lock a reader out
+    of their own browsers."""
+    client.environ_base["REMOTE_ADDR"] = READER_AT_HOME
+    sign_in(app, client, VICTIM)
+    post_form(client, "/logout", {}, page="/account")
+    for n in range(31):
+        clock.advance(600)
+        ask(browser_at(app, network(n)), VICTIM)
+    clock.advance(61)
+    assert ask(browser_at(app, READER_AT_HOME), VICTIM).status_code == 429
+    clock.advance(61)  # that refusal spent the home network's minute
+    assert ask(client, VICTIM).status_code == 303
+    assert ask(client, "other-inbox@example.com").status_code == 303  # another inbox
+
+
+@LIMITS_ON
+def test_a_forged_known_device_cookie_opens_no_way_past_the_ceiling(app, clock):
+    """Defence: the known-device cookie is signed; a made-up one counts for nothing."""
+    for n in range(30):
+        clock.advance(600)
+        ask(browser_at(app, network(n)), VICTIM)
+    clock.advance(61)
+    forger = browser_at(app, network(99))
+    forger.set_cookie(app.config["DEVICE_COOKIE_NAME"], '["anything"].forged', path="/")
+    assert ask(forger, VICTIM).status_code == 429
+
+
+@LIMITS_ON
+def test_a_browser_holding_an_open_attempt_gets_its_send_again(app, smtp_server, clock):
+    """Defence: "send again" from the browser that holds an open attempt for the inbox
+    is not held back by the ceiling strangers spent; it has its own bounded allowance
+    (LOGIN_LIMIT_RESENDS_PER_ADDRESS: 20 a day), so a copied attempt cookie cannot
+    bomb the inbox either."""
+    reader = browser_at(app, READER_AT_HOME)
+    assert ask(reader, VICTIM).status_code == 303
+    for n in range(14):  # three a minute: the hour's 15 are spent in five minutes
+        clock.advance(21)
+        assert ask(browser_at(app, network(n)), VICTIM).status_code == 303
+    clock.advance(21)
+    assert ask(browser_at(app, network(50)), VICTIM).status_code == 429  # ceiling spent
+    statuses = []
+    for n in range(22):
+        clock.advance(60 if n == 0 else 420)  # within the attempt's 15 minutes
+        # From a new network each time, as a copied cookie would be used.
+        reader.environ_base["REMOTE_ADDR"] = network(100 + n)
+        statuses.append(ask(reader, "Victim@Example.com").status_code)
+    assert statuses == [303] * 20 + [429] * 2
+    assert len(delivered(smtp_server)) == 1 + 14 + 20
 
 
 @LIMITS_ON
@@ -197,6 +296,7 @@ def test_over_the_address_limit_the_page_says_when_to_try_again(app, how, says):
 def test_over_the_limit_nothing_tells_whether_the_address_has_an_account(app, client):
     """Defence: the limit is counted and answered the same way for every address, so a
     429 cannot be used to find out who has an account."""
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.9"
     sign_in(app, client, "known@example.com")  # an account, which used its minute
     ask(browser_at(app, "198.51.100.1"), "new@example.com")
     answers = [

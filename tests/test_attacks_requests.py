@@ -334,8 +334,9 @@ def _victim_at(app, client, route):
 
 
 def _state(client) -> tuple:
-    """All a forged form could change: mail, attempts, accounts, this browser's sign-in."""
-    accounts = [(a.email, a.alternative_id) for a in rows(ReaderAccount)]
+    """All a forged form could change: mail, attempts, accounts and their sessions, this
+    browser's sign-in."""
+    accounts = [(a.email, a.public_id, len(a.sessions)) for a in rows(ReaderAccount)]
     return len(rows(OutboxMessage)), attempts(), accounts, is_signed_in(client)
 
 

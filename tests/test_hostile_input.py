@@ -5,7 +5,10 @@ Fields and parameters: ``email``, ``newsletter``, ``next``, ``code``, ``token``,
 service reads or stores (``Accept-Language``, ``User-Agent``). Each gets header
 injection, long strings, NUL bytes, unusual Unicode, markup, SQL and repeated values.
 Whatever comes back is a calm page (no trace, no SQL, no raw ``<script``), and an
-address that is not valid never gets mail; a valid but unusual one signs in.
+address that is not valid never gets mail; a valid but unusual one signs in. Text the
+database cannot store (a NUL character) is refused before any view, with the same 400
+page whatever the field: see the last section, and ``test_unstorable_input.py`` for
+every route.
 """
 
 from __future__ import annotations
@@ -35,8 +38,6 @@ HOSTILE = {
     "lf-header-injection": "a@b.com\nBcc: x@y.z",
     "10-kb": "a" * 10_000,
     "10-kb-of-accents": "é" * 5_000,
-    "nul-byte": "a\x00b@example.com",
-    "only-nul": "\x00",
     "emoji": "📰🗞️📰",
     "rtl-override": "reader\u202e@example.com",
     "leading-combining-mark": "\u0301\u0301reader@example.com",
@@ -50,6 +51,8 @@ HOSTILE = {
 }
 HOSTILE_IDS = list(HOSTILE)
 HOSTILE_VALUES = list(HOSTILE.values())
+# PostgreSQL cannot store these: the guard refuses them in any field (last section).
+UNSTORABLE = {"nul-byte": "a\x00b@example.com", "only-nul": "\x00", "nul-after": ADDRESS + "\x00"}
 TOO_LARGE = "a" * 100_000  # over MAX_CONTENT_LENGTH in a form; fine in a query string
 
 
@@ -328,7 +331,7 @@ def test_confirm_with_the_address_after_junk_deletes_nothing(app, client):
 
 def test_confirm_with_the_address_in_another_form_deletes_nothing(app, client):
     sign_in(app, client)
-    for typed in ("reader\u202e@example.com", "reader@example.com\x00", "reader＠example.com",
+    for typed in ("reader\u202e@example.com", "reader＠example.com",
                   "reader@example.com\r\nBcc: x@y.z"):
         response = post_form(client, "/account/delete", {"confirm": typed}, page="/account")
         assert response.status_code == 422
@@ -421,3 +424,75 @@ def test_sign_in_from_a_strange_browser_is_recorded_safely(reader, client, agent
     account = in_english(client).get("/account")
     assert_calm_page(account, 200)
     assert_no_raw_markup(account)
+
+
+# --- Text the database cannot store -------------------------------------------------
+"""A NUL character in any field or parameter: the guard's 400 page, before any view runs,
+so nothing is sent, consumed, deleted or changed (PostgreSQL cannot store it; it was a
+500 there where a view passed it to a query)."""
+
+REFUSED = "Texte impossible à enregistrer"
+
+
+def unstorable(**marks):
+    """Parametrize a test over every value the database cannot store."""
+    return pytest.mark.parametrize("value", list(UNSTORABLE.values()), ids=list(UNSTORABLE),
+                                   **marks)
+
+
+def assert_refused(response) -> None:
+    """The guard's calm page: a 400 that says the text cannot be saved."""
+    assert_calm_page(response, 400)
+    assert REFUSED in response.get_data(as_text=True)
+
+
+@unstorable()
+@pytest.mark.parametrize("field", ["email", "newsletter", "next", "website", "as_typed"])
+def test_nul_in_a_login_field_is_refused_and_sends_nothing(client, field, value):
+    """Defence: the input guard of ``security.py`` (form fields)."""
+    data = {"email": ADDRESS, field: value}
+    assert_refused(post_form(client, "/login", data))
+    assert rows(OutboxMessage) == [] and rows(LoginAttempt) == []
+
+
+@unstorable()
+@pytest.mark.parametrize("parameter", ["next", "lang", "unread"])
+def test_nul_in_a_login_page_parameter_is_refused(client, parameter, value):
+    """Defence: the input guard of ``security.py`` (query string)."""
+    assert_refused(client.get("/login", query_string={parameter: value}))
+
+
+@unstorable()
+def test_nul_in_a_code_is_refused_without_costing_a_try(reader, client, value):
+    """Defence: the input guard of ``security.py``, before the code is checked."""
+    reader.ask_for_link(ADDRESS)
+    assert_refused(post_form(client, "/login/code", {"code": value}))
+    assert rows(LoginAttempt)[0].tries_left == 5
+
+
+@unstorable()
+def test_nul_beside_a_real_token_consumes_nothing(reader, client, value):
+    """Defence: the input guard of ``security.py``: the link is left unused."""
+    reader.ask_for_link(ADDRESS)
+    token = reader.last_mail().token
+    assert_refused(client.get("/login/verify", query_string={"token": token + value}))
+    assert_refused(client.get("/login/verify", query_string={"token": token, "x": value}))
+    assert_refused(post_form(client, "/login/verify", {"token": token, "next": value}))
+    assert rows(LoginAttempt)[0].used_at is None
+    assert not is_signed_in(client)
+
+
+@unstorable()
+def test_nul_in_the_delete_confirmation_deletes_nothing(app, client, value):
+    """Defence: the input guard of ``security.py``, before the account is looked at."""
+    sign_in(app, client)
+    response = post_form(client, "/account/delete", {"confirm": value}, page="/account")
+    assert_refused(response)
+    assert len(rows(ReaderAccount)) == 1
+    assert is_signed_in(client)
+
+
+@unstorable()
+def test_nul_in_an_article_slug_is_refused(client, value):
+    """Defence: the input guard of ``security.py`` (the path's arguments)."""
+    assert_refused(client.get("/articles/" + quote(value, safe="")))

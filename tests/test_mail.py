@@ -797,7 +797,8 @@ def test_header_injection_in_the_address_is_refused_and_sends_nothing(client, sm
                                                                        typed):
     response = ask_for_link(client, typed)
 
-    assert response.status_code == 422
+    # A NUL is refused by the input guard (400) before the form's own check (422).
+    assert response.status_code == (400 if "\x00" in typed else 422)
     assert outbox_rows() == []
     assert outbox.deliver_due().sent == 0
     assert smtp_server.messages == []

@@ -483,3 +483,44 @@ def test_a_link_for_a_deleted_account_does_not_work_for_the_address_signed_up_ag
     one_click = stranger.post(old_unsubscribe, data={"List-Unsubscribe": "One-Click"})
     assert one_click.status_code == 400
     assert is_subscribed("phoenix@example.com")
+
+
+# --- What the links show ----------------------------------------------------------------
+
+
+def _payload(token: str) -> dict:
+    """The readable part of a signed token (itsdangerous payloads are not secret)."""
+    return URLSafeSerializer("any").load_payload(token.rpartition(".")[0].encode())
+
+
+def test_preference_links_carry_an_opaque_id_not_the_readers_row_number(app, runner, smtp_server):
+    """Defence: the token of the preference and unsubscribe links names the reader by a
+    random public id; the sequential row id (how many readers, in what order) is not in
+    it."""
+    publish()
+    first, second = new_reader("alice@example.com"), new_reader("bob@example.com")
+    copies = send_and_deliver(runner, smtp_server)
+    for reader in (first, second):
+        payload = _payload(token_of(preferences_link(copy_for(copies, reader.email))))
+        assert payload == {"p": reader.public_id}
+        assert not reader.public_id.isdigit() and len(reader.public_id) >= 20
+    assert first.public_id != second.public_id
+
+
+def test_a_link_of_the_first_editions_still_unsubscribes(app, client):
+    """Links already in mailboxes named the row id with a fingerprint of the account;
+    they are still honoured (and still die with the account)."""
+    reader = new_reader("alice@example.com")
+    stamp = reader.created_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+    fingerprint = hashlib.sha256(f"{reader.email}\n{stamp}".encode()).hexdigest()[:20]
+    legacy = URLSafeSerializer(SECRET, salt=subscriptions.PREFERENCES_SALT).dumps(
+        {"r": reader.id, "f": fingerprint}
+    )
+    page = client.get(f"/newsletter/unsubscribe?n=daily&token={legacy}")
+    assert page.status_code == 200
+    client.post(f"/newsletter/unsubscribe?n=daily&token={legacy}")
+    assert not is_subscribed("alice@example.com")
+    wrong = URLSafeSerializer(SECRET, salt=subscriptions.PREFERENCES_SALT).dumps(
+        {"r": reader.id, "f": "0" * 20}
+    )
+    assert client.get(f"/newsletter/unsubscribe?n=daily&token={wrong}").status_code == 400

@@ -50,6 +50,7 @@ from auth_service.cli import demo_articles
 from auth_service.extensions import db
 from auth_service.models import LoginAttempt, OutboxMessage
 from auth_service.models import Reader as ReaderAccount
+from auth_service.storable import is_storable
 
 with warnings.catch_warnings():
     # Hypothesis imports this module to print a patch when a property fails. Where
@@ -202,11 +203,24 @@ def form_as_received(body: bytes) -> dict[str, str]:
     return Request(environ).form.to_dict(flat=True)
 
 
+def refused_as_unstorable(response, values) -> bool:
+    """Whether a value sent holds text PostgreSQL cannot store (a NUL): the answer must
+    then be the input guard's 400, before any view (defence: ``security.check_input``)."""
+    if all(is_storable(value) for value in values if isinstance(value, str)):
+        return False
+    assert response.status_code == 400, response.status_code
+    return True
+
+
 def assert_mail_rule(response, fields: dict, before: int) -> None:
     """No mail for an invalid address; one mail, a typo page, a refusal or the decoy.
 
     ``fields`` are the form fields as the service received them.
     """
+    if refused_as_unstorable(response, fields.values()):
+        event("unstorable text: refused")
+        assert outbox_size() == before
+        return
     queued = outbox_size() - before
     address = valid_address(fields.get("email"))
     if address is None:
@@ -418,6 +432,8 @@ def test_login_page_keeps_only_a_next_on_this_site(client, next_url):
     query = "next=" + next_url
     response = client.get("/login?" + query)
     assert_calm(response)
+    if refused_as_unstorable(response, args_as_received(query).values()):
+        return
     assert response.status_code == 200
     match = NEXT_FIELD.search(response.get_data(as_text=True))
     assert match, "the form has no hidden next field"
@@ -435,6 +451,8 @@ def test_signed_in_reader_is_sent_only_to_a_next_on_this_site(client, signed_in,
     query = "next=" + next_url
     response = client.get("/login?" + query)
     assert_calm(response)
+    if refused_as_unstorable(response, args_as_received(query).values()):
+        return
     assert response.status_code == 303
     location = response.headers["Location"]  # as sent: werkzeug makes it a URI
     assert location == "/" or location == iri_to_uri(args_as_received(query)["next"])
@@ -451,6 +469,9 @@ def test_posted_next_is_kept_only_if_on_this_site(client, token, next_url):
     before = outbox_size()
     response = post_fields(client, "/login", {"email": "next@example.com", "next": next_url}, token)
     assert_calm(response)
+    if refused_as_unstorable(response, [next_url]):
+        assert outbox_size() == before
+        return
     assert response.status_code == 303
     assert outbox_size() == before + 1
     attempt = db.session.scalars(
@@ -603,6 +624,9 @@ def test_article_page_answers_a_page_or_not_found_for_any_slug(client, articles,
     query = "" if lang is None else "?lang=" + quote(lang, safe="")
     response = client.get(f"/articles/{encoded}{query}")
     assert_calm(response)
+    received = slug if isinstance(slug, str) else slug.decode("utf-8", "replace")
+    if refused_as_unstorable(response, [received, lang]):
+        return
     if isinstance(slug, str) and slug in articles:
         assert response.status_code == 200
     elif response.status_code == 308:
@@ -670,6 +694,9 @@ def test_account_deletion_happens_only_for_the_readers_own_address(client, signe
     still_there = db.session.scalar(
         select(func.count(ReaderAccount.id)).where(ReaderAccount.email == READER_ADDRESS)
     )
+    if refused_as_unstorable(response, [confirm]):
+        assert still_there == 1
+        return
     if own:
         assert response.status_code == 303
         assert still_there == 0

@@ -9,6 +9,9 @@ own cookie jars, then send one bot's requests to both processes in turn.
 
 The control test runs the same sequence with ``memory://`` storage (each process its
 own counters) and is not limited at the same point: the sharing comes from Redis.
+Without Redis, the default storage keeps the counters in the service's database (the
+``rate_limits`` table): the same sequence on the shared SQLite file is limited at the
+same point as with Redis.
 These tests do not use the ``app`` fixture; they run once, not once per database.
 """
 
@@ -136,8 +139,9 @@ def database(tmp_path) -> Path:
     return path
 
 
-def _environment(tmp_path: Path, database: Path, *, storage: str, **settings: str) -> dict:
-    """What an operator exports for every process: one key, one database, one storage."""
+def _environment(tmp_path: Path, database: Path, *, storage: str | None, **settings: str) -> dict:
+    """What an operator exports for every process: one key, one database, one storage
+    (``None``: the default, the service's database)."""
     instance = tmp_path / "instance"
     instance.mkdir(exist_ok=True)
     inherited = {
@@ -145,13 +149,14 @@ def _environment(tmp_path: Path, database: Path, *, storage: str, **settings: st
         for key, value in os.environ.items()
         if not key.startswith(("AUTH_SERVICE_", "FLASK_")) and key != "PUBLIC_URL"
     }
+    chosen = {} if storage is None else {"AUTH_SERVICE_RATELIMIT_STORAGE_URI": storage}
     return {
         **inherited,
         "AUTH_SERVICE_SECRET_KEY": SECRET,
         "AUTH_SERVICE_SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
         "AUTH_SERVICE_INSTANCE_PATH": str(instance),
         "AUTH_SERVICE_RATELIMIT_ENABLED": "true",
-        "AUTH_SERVICE_RATELIMIT_STORAGE_URI": storage,
+        **chosen,
         **{f"AUTH_SERVICE_{key}": value for key, value in settings.items()},
     }
 
@@ -161,7 +166,7 @@ def start_pair(tmp_path, database):
     """Start two app processes, A and B, with the same settings; stop them after."""
     started: list[Server] = []
 
-    def start(*, storage: str, **settings: str) -> tuple[Server, Server]:
+    def start(*, storage: str | None, **settings: str) -> tuple[Server, Server]:
         environment = _environment(tmp_path, database, storage=storage, **settings)
         for name in ("A", "B"):
             started.append(_serve(name, environment, tmp_path))
@@ -321,6 +326,8 @@ def test_without_redis_each_process_counts_alone(start_pair, shared_redis, datab
     assert statuses == [303, 303, 303, 303, 303, 429]
     assert len(outbox_rows(database)) == 5
     assert limit_keys(shared_redis) == [], "memory:// storage wrote to Redis"
+    for server in (a, b):  # and each process said so at start
+        assert "each process of the service counts rate limits alone" in server.log.read_text()
 
 
 def test_without_redis_one_address_gets_a_link_from_each_process(
@@ -335,3 +342,32 @@ def test_without_redis_one_address_gets_a_link_from_each_process(
 
     assert outbox_rows(database) == ["victim@example.com", "victim@example.com"]
     assert limit_keys(shared_redis) == [], "memory:// storage wrote to Redis"
+
+
+def limit_rows(database: Path) -> dict[str, int]:
+    """The counters of the default storage in the shared database: key to hits."""
+    connection = sqlite3.connect(database)
+    try:
+        rows = connection.execute("SELECT key, hits FROM rate_limits").fetchall()
+    finally:
+        connection.close()
+    return dict(rows)
+
+
+def test_one_ip_meets_the_same_counter_in_the_shared_database(start_pair, database):
+    """Defence: with no storage set, the per-IP limit is counted in the service's own
+    database, which both processes share: the A, B, A, B sequence of the Redis test is
+    refused at the fourth post, at B, where ``memory://`` let it through."""
+    a, b = start_pair(storage=None, LOGIN_LIMIT_PER_IP="3 per 5 minutes")
+    bot = Browser()
+
+    statuses = [
+        bot.ask_for_link(server, f"reader{number}@example.com")[0]
+        for number, server in enumerate([a, b, a, b], start=1)
+    ]
+
+    assert statuses == [303, 303, 303, 429], f"see {a.log} and {b.log}"
+    assert outbox_rows(database) == [f"reader{number}@example.com" for number in (1, 2, 3)]
+    assert 4 in limit_rows(database).values(), "the IP's counter is not in rate_limits"
+    for server in (a, b):
+        assert "each process" not in server.log.read_text()  # no memory:// warning

@@ -8,9 +8,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from auth_service import signin
+from auth_service import sessions, signin
 from auth_service.extensions import db
-from auth_service.models import LoginAttempt, NewsletterConsent, Reader, SignInEvent, utcnow
+from auth_service.models import (
+    LoginAttempt,
+    NewsletterConsent,
+    Reader,
+    ReaderSession,
+    SignInEvent,
+    utcnow,
+)
 
 
 def issue(address="reader@example.com", **options) -> signin.IssuedLogin:
@@ -262,7 +269,11 @@ def test_newsletter_consent_records_the_wording_shown(app):
     issued = issue(
         newsletter=True, newsletter_wording="Send me the daily front page.", next_url="/articles/x"
     )
-    reader = signin.complete(signin.consume_link(issued.token), method="link")
+    reader = signin.complete(
+        signin.consume_link(issued.token),
+        method="link",
+        newsletter_wording=issued.attempt.newsletter_wording,
+    )
     consent = db.session.scalar(select(NewsletterConsent))
     assert consent.reader_id == reader.id
     assert consent.newsletter.slug == "daily"
@@ -275,18 +286,53 @@ def test_no_consent_without_the_box_ticked(app):
     assert db.session.scalar(select(NewsletterConsent)) is None
 
 
+def test_a_box_ticked_by_whoever_asked_is_no_consent_of_the_opener(app):
+    """The attempt remembers the box, but only the view can say that the browser
+    signing in is the one that ticked it; without that word nothing is recorded."""
+    issued = issue(newsletter=True, newsletter_wording="Send me the daily front page.")
+    signin.complete(signin.consume_link(issued.token), method="link")
+    assert db.session.scalar(select(NewsletterConsent)) is None
+
+
 def test_an_unconfirmed_address_owns_nothing(app):
     issue("stranger@example.com", newsletter=True, newsletter_wording="yes")
     assert db.session.scalar(select(Reader)) is None
     assert db.session.scalar(select(NewsletterConsent)) is None
 
 
-def test_sign_out_everywhere_changes_the_session_id(app):
-    reader = signin.complete(signin.consume_link(issue().token), method="link")
-    before = reader.get_id()
-    signin.sign_out_everywhere(reader)
-    assert reader.get_id() != before
-    assert reader.get_id() != str(reader.id)
+def test_a_sign_in_opens_a_server_side_session_that_ends_on_its_own(app):
+    first = signin.complete(signin.consume_link(issue().token), method="link")
+    first_key = first.get_id()
+    second = signin.complete(signin.consume_link(issue().token), method="code")
+    second_key = second.get_id()
+    assert first_key != second_key and str(first.id) not in (first_key, second_key)
+    assert sessions.reader_for(first_key).id == first.id
+    sessions.end_session(first_key)
+    assert sessions.reader_for(first_key) is None
+    assert sessions.reader_for(second_key).id == first.id
+
+
+def test_sign_out_everywhere_ends_every_session(app):
+    keys = [
+        signin.complete(signin.consume_link(issue().token), method="link").get_id()
+        for _ in range(3)
+    ]
+    reader = sessions.reader_for(keys[0])
+    sessions.end_every_session(reader)
+    assert [sessions.reader_for(key) for key in keys] == [None, None, None]
+
+
+def test_a_session_lasts_the_configured_lifetime_from_its_sign_in(app):
+    key = signin.complete(signin.consume_link(issue().token), method="link").get_id()
+    lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
+    assert sessions.reader_for(key, now=utcnow() + lifetime - timedelta(minutes=1))
+    assert sessions.reader_for(key, now=utcnow() + lifetime) is None
+
+
+def test_the_database_keeps_only_a_hash_of_each_session_key(app):
+    key = signin.complete(signin.consume_link(issue().token), method="link").get_id()
+    stored = db.session.scalars(select(ReaderSession.key_hash)).all()
+    assert len(stored) == 1 and key not in stored[0] and len(stored[0]) == 64
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from .. import addresses, readers, signin, subscriptions
-from ..auth.browser import sign_out_this_browser
+from .. import addresses, readers, sessions, subscriptions
+from ..auth.browser import forget_device, sign_out_this_browser
 from ..newsletter.views import apply_choices
 from ..security import private_page
 
@@ -25,6 +34,7 @@ def _render_account(**extra):
         choices=subscriptions.subscriptions(current_user),
         suppression=subscriptions.suppression_of(current_user),
         sign_ins=readers.recent_sign_ins(current_user),
+        devices=sessions.live_sessions(current_user),
         **extra,
     )
 
@@ -40,10 +50,25 @@ def account():
 @login_required
 def sign_out_everywhere():
     """End every session of this reader, on every device."""
-    signin.sign_out_everywhere(current_user._get_current_object())
+    sessions.end_every_session(current_user._get_current_object())
     sign_out_this_browser()
     flash(_("You are signed out on every device."), "success")
     return redirect(url_for("articles.front_page"), 303)
+
+
+@bp.post("/account/devices/<int:device_id>/sign-out")
+@login_required
+def sign_out_device(device_id: int):
+    """End one session of this reader: a device they no longer use, or this one."""
+    this_one = device_id == current_user.session_row_id
+    if not sessions.end_device(current_user._get_current_object(), device_id):
+        abort(404)
+    if this_one:
+        sign_out_this_browser()
+        flash(_("You are signed out."), "success")
+        return redirect(url_for("articles.front_page"), 303)
+    flash(_("That device is signed out."), "success")
+    return redirect(url_for("account.account"), 303)
 
 
 @bp.get("/account/export")
@@ -74,7 +99,9 @@ def delete():
     readers.delete_reader(current_user._get_current_object())
     sign_out_this_browser()
     flash(_("Your account and its data have been deleted."), "success")
-    return redirect(url_for("articles.front_page"), 303)
+    response = redirect(url_for("articles.front_page"), 303)
+    forget_device(response)
+    return response
 
 
 @bp.post("/account/newsletters")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Article, utcnow
+from ..storable import OutOfCalendar, first_unstorable, moment_in_utc, shown_where
 
 ALLOWED_TAGS = {
     "p",
@@ -82,7 +83,7 @@ def _text(item: dict, key: str, limit: int, *, required: bool = False) -> str:
         value = ""
     if not isinstance(value, str):
         raise ArticleError(f"{key!r} must be a string")
-    value = value.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
+    value = value.strip()  # NUL and lone surrogates were refused for the whole file
     if required and not value:
         raise ArticleError(f"{key!r} is required")
     if len(value) > limit:
@@ -112,7 +113,10 @@ def _published_at(value) -> datetime:
         raise ArticleError(f"'published_at' is not ISO 8601: {value[:40]!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=utcnow().tzinfo)
-    return moment
+    try:
+        return moment_in_utc(moment)
+    except OutOfCalendar as error:
+        raise ArticleError(f"'published_at' is out of range: {error}") from None
 
 
 def parse(item) -> dict:
@@ -158,6 +162,7 @@ def import_articles(items) -> ImportReport:
     """
     if not isinstance(items, list):
         raise ArticleError("the file must hold a JSON list of articles")
+    _refuse_unstorable(items)
     parsed = []
     for position, item in enumerate(items, start=1):
         try:
@@ -177,6 +182,23 @@ def import_articles(items) -> ImportReport:
             report.updated += 1
     db.session.commit()
     return report
+
+
+def _refuse_unstorable(items: list) -> None:
+    """Raise :class:`ArticleError` naming the first article and field holding text the
+    database cannot store (a NUL character, a lone surrogate such as JSON's ``\\ud800``).
+
+    Refused rather than cleaned: a title with a NUL in it is a broken export, and the
+    publisher should see it.
+    """
+    where = first_unstorable(items)
+    if where is None:
+        return
+    field = shown_where(where[1:]) or "the article"
+    raise ArticleError(
+        f"article {where[0] + 1}: {field!r} holds a character the database cannot store "
+        "(a NUL character or a lone surrogate such as \\ud800)"
+    )
 
 
 def published(limit: int = 50) -> list[Article]:

@@ -3,7 +3,7 @@
 from flask import Flask, redirect, request, url_for
 from sqlalchemy.exc import OperationalError
 
-from .. import readers
+from .. import sessions
 from ..extensions import db, login_manager
 from ..models import Reader
 from .views import bp
@@ -12,13 +12,13 @@ __all__ = ["bp", "init_app"]
 
 
 @login_manager.user_loader
-def load_reader(alternative_id: str) -> Reader | None:
-    """The reader whose current alternative id the session carries, if any.
+def load_reader(session_key: str) -> Reader | None:
+    """The reader of the live server-side session whose key the cookie carries, if any.
 
     During a database outage nobody is signed in: the error page must still render.
     """
     try:
-        return readers.by_alternative_id(alternative_id)
+        return sessions.reader_for(session_key)
     except OperationalError:
         db.session.rollback()
         return None

@@ -7,12 +7,14 @@ other browser (or a mail scanner) only gets a confirm button.
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import urlsplit
 
 from flask import current_app, session
-from flask_login import logout_user
+from flask_login import current_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from .. import sessions
 from ..config import signing_keys
 
 COOKIE_SALT = "auth-service.attempt-cookie"
@@ -64,7 +66,10 @@ def remember_attempt(response, attempt_id: str, earlier: list[str]) -> None:
 
 
 def sign_out_this_browser() -> None:
-    """End this browser's session: the reader, and everything else it held."""
+    """End this browser's session: its server-side row (so a copy of the cookie is
+    dead too), the reader, and everything else the cookie held."""
+    if current_user.is_authenticated:
+        sessions.end_session(current_user.session_key)
     logout_user()
     session.clear()
 
@@ -93,3 +98,69 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"
     return target
+
+
+# --- Browsers that have signed in before -------------------------------------------
+
+DEVICE_SALT = "auth-service.known-device"
+DEVICE_COOKIE_AGE = 365 * 24 * 3600
+MAX_KNOWN_INBOXES = 5
+
+
+def _inbox_digest(inbox: str) -> str:
+    """What the known-device cookie keeps of an inbox: not the address itself."""
+    return hashlib.sha256(inbox.encode()).hexdigest()[:24]
+
+
+def _device_serializer() -> URLSafeTimedSerializer:
+    """Signs the known-device cookie; only a sign-in in this browser can write it."""
+    return URLSafeTimedSerializer(signing_keys(current_app), salt=DEVICE_SALT)
+
+
+def _known_digests(request) -> list[str]:
+    """The inboxes this browser has signed in with, as digests; none if forged."""
+    value = request.cookies.get(current_app.config["DEVICE_COOKIE_NAME"])
+    if not value:
+        return []
+    try:
+        digests = _device_serializer().loads(value, max_age=DEVICE_COOKIE_AGE)
+    except BadSignature:
+        return []
+    if not isinstance(digests, list):
+        return []
+    return [item for item in digests if isinstance(item, str)][:MAX_KNOWN_INBOXES]
+
+
+def is_known_device(request, inbox: str) -> bool:
+    """Whether this browser has signed in with ``inbox`` before (within a year)."""
+    return _inbox_digest(inbox) in _known_digests(request)
+
+
+def remember_device(response, request, inbox: str) -> None:
+    """Mark this browser as one that signed in with ``inbox``.
+
+    Such a browser is not held back by the per-address allowance that strangers can
+    spend (see ``limits``): nobody can lock a reader out of their own browsers.
+    """
+    digest = _inbox_digest(inbox)
+    digests = [digest, *[item for item in _known_digests(request) if item != digest]]
+    response.set_cookie(
+        current_app.config["DEVICE_COOKIE_NAME"],
+        _device_serializer().dumps(digests[:MAX_KNOWN_INBOXES]),
+        max_age=DEVICE_COOKIE_AGE,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
+
+
+def forget_device(response) -> None:
+    """Drop the known-device cookie (the account is deleted)."""
+    response.delete_cookie(
+        current_app.config["DEVICE_COOKIE_NAME"],
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )

@@ -81,6 +81,11 @@ class CodeForm(FlaskForm):
 
 
 class ConfirmLinkForm(FlaskForm):
-    """The button that consumes a link opened in another browser."""
+    """The button that consumes a link opened in another browser.
+
+    Its newsletter box starts unticked whatever the asking browser chose: whoever asked
+    for the link may not be the reader who opens it, and consent is the opener's.
+    """
 
     token = HiddenField()
+    newsletter = BooleanField(NEWSLETTER_WORDING)

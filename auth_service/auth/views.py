@@ -16,6 +16,7 @@ from ..security import private_page, token_page
 from .browser import (
     forget_attempts,
     remember_attempt,
+    remember_device,
     remembered_attempts,
     safe_next,
     sign_out_this_browser,
@@ -28,7 +29,14 @@ from .forms import (
     LoginForm,
     blank_login_form,
 )
-from .limits import per_address, per_ip_checks, per_ip_posts
+from .limits import (
+    inbox_of,
+    per_address,
+    per_address_and_network,
+    per_ip_checks,
+    per_ip_posts,
+    resends_per_address,
+)
 from .mails import queue_sign_in_mail
 
 bp = Blueprint("auth", __name__)
@@ -57,7 +65,9 @@ def login():
 
 @bp.post("/login")
 @per_ip_posts
+@per_address_and_network
 @per_address
+@resends_per_address
 def request_link():
     """Send a link and code to a valid address; explain an invalid one.
 
@@ -143,7 +153,8 @@ def enter_code():
         return render_template(
             "auth/sent.html", attempt=attempts[0], form=form, resend=_resend_form(attempts[0])
         ), 422
-    return _sign_in(attempt, method="code")
+    # The code is only taken with the attempt cookie: this is the browser that asked.
+    return _sign_in(attempt, method="code", same_browser=True)
 
 
 def _code_error(error: signin.SignInError) -> str:
@@ -170,7 +181,7 @@ def verify():
         attempt_id = signin.attempt_id_of(token)
         same_browser = attempt_id in remembered_attempts(request)
         if same_browser and request.method == "GET":
-            return _sign_in(signin.consume_link(token), method="link")
+            return _sign_in(signin.consume_link(token), method="link", same_browser=True)
         attempt = signin.check_link(token)
     except signin.SignInError as error:
         return _failed(error)
@@ -187,7 +198,8 @@ def confirm():
         attempt = signin.consume_link((form.token.data or "")[:MAX_TOKEN_LENGTH])
     except signin.SignInError as error:
         return _failed(error)
-    return _sign_in(attempt, method="link")
+    newsletter = bool(form.newsletter.data)
+    return _sign_in(attempt, method="link", newsletter=newsletter)
 
 
 @bp.post("/logout")
@@ -197,11 +209,24 @@ def logout():
     return redirect(url_for("articles.front_page"), 303)
 
 
-def _sign_in(attempt, *, method: str):
-    """Open a fresh session for the reader of a consumed attempt and send them back."""
+def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bool = False):
+    """Open a fresh session for the reader of a consumed attempt and send them back.
+
+    The newsletter consent is the box ticked in the browser that signs in: the one the
+    attempt was asked from (``same_browser``), or the confirm page's own box
+    (``newsletter``). What another browser asked for never subscribes anyone.
+    """
+    if same_browser and attempt.newsletter:
+        wording, source = attempt.newsletter_wording, attempt.next_url
+    elif newsletter:
+        wording, source = str(NEWSLETTER_WORDING), url_for("auth.confirm")
+    else:
+        wording, source = None, None
     reader = signin.complete(
         attempt,
         method=method,
+        newsletter_wording=wording,
+        newsletter_source=source,
         user_agent=request.user_agent.string,
         network=signin.approximate_network(request.remote_addr),
     )
@@ -211,6 +236,7 @@ def _sign_in(attempt, *, method: str):
     session.permanent = True
     response = redirect(safe_next(attempt.next_url), 303)
     forget_attempts(response)
+    remember_device(response, request, inbox_of(reader.email))
     return response
 
 
@@ -222,5 +248,9 @@ def _failed(error: signin.SignInError):
     token_page()  # it may have been reached with a token, and offers the address
     status = STATUS_OF.get(error.reason, 400)
     resend = _resend_form(error.attempt) if error.attempt is not None else None
+    if resend is not None:
+        # This page may be shown to whoever holds the link: a new link asked from here
+        # carries no newsletter choice made by someone else.
+        resend.newsletter.data = False
     current_app.logger.info("Sign-in refused: %s", error.reason)
     return render_template("auth/failed.html", reason=error.reason, resend=resend), status

@@ -11,11 +11,12 @@ from flask_login import current_user
 
 from .. import editions, subscriptions
 from ..addresses import InvalidAddress, normalise_address
-from ..errors import render_error
+from ..errors import error_response, render_error
 from ..extensions import csrf
 from ..i18n import current_language
 from ..mailer import LINK_MARKERS, personalise
-from ..security import token_page
+from ..security import reads_json, token_page
+from ..storable import FIRST_DAY, LAST_DAY, OutOfCalendar, check_day, moment_in_utc
 
 bp = Blueprint("newsletter", __name__)
 
@@ -125,9 +126,18 @@ def preview(slug: str):
         abort(404)
     raw_day = request.args.get("date", "")
     try:
-        day = date.fromisoformat(raw_day) if raw_day else editions.today()
+        day = check_day(date.fromisoformat(raw_day)) if raw_day else editions.today()
+    except OutOfCalendar:
+        return error_response(
+            400,
+            message=_(
+                "There is no edition of that date: it must lie between %(first)s and %(last)s.",
+                first=FIRST_DAY.isoformat(),
+                last=LAST_DAY.isoformat(),
+            ),
+        )
     except ValueError:
-        return render_error(400, message=_("The date must look like 2026-11-28."))
+        return error_response(400, message=_("The date must look like 2026-11-28."))
     articles = editions.articles_of(day)
     locale = request.args.get("lang")
     if locale not in current_app.config["LANGUAGES"]:
@@ -138,6 +148,7 @@ def preview(slug: str):
 
 @bp.post("/webhooks/mail-events")
 @csrf.exempt  # a server-to-server call, authenticated by the shared secret
+@reads_json
 def mail_events():
     """Bounces and complaints from the mail provider: those addresses get no newsletter.
 
@@ -148,6 +159,7 @@ def mail_events():
     given = request.headers.get("X-Webhook-Secret", "")
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
         return {"error": "bad or missing X-Webhook-Secret"}, 403
+    # Parsed, and checked for depth and unstorable text, by the guard of security.py.
     body = request.get_json(silent=True)
     events = body if isinstance(body, list) else [body]
     parsed, rejected = [], []
@@ -163,21 +175,44 @@ def mail_events():
     return {"recorded": len(parsed)}, 200
 
 
+# Longer than any ISO 8601 time ("2026-11-28T07:00:00.000000+05:30" is 32 characters).
+MAX_TIME_LENGTH = 64
+
+
 def _parse_event(event) -> tuple[str, str, datetime]:
-    """Check one webhook event: (normalised address, event, time)."""
+    """Check one webhook event: (normalised address, event, time in UTC).
+
+    Each field must have its JSON type: a number or a list is refused by name, never
+    turned into a string that might parse (or take seconds to print).
+    """
     if not isinstance(event, dict):
-        raise ValueError("each event must be a JSON object")
+        raise ValueError(
+            "each event must be a JSON object (the body: one event, or a list of them)"
+        )
     kind = event.get("event")
-    if kind not in subscriptions.MAIL_EVENTS:
+    if not isinstance(kind, str) or kind not in subscriptions.MAIL_EVENTS:
         raise ValueError("'event' must be 'bounce' or 'complaint'")
+    address = event.get("address")
+    if not isinstance(address, str):
+        raise ValueError("'address' must be a string: an email address")
     try:
-        address = normalise_address(str(event.get("address", ""))[:400])
+        address = normalise_address(address[:400])
     except InvalidAddress:
         raise ValueError("'address' is not an email address") from None
+    return address, kind, _event_time(event.get("time"))
+
+
+def _event_time(value) -> datetime:
+    """An event's ``time``: ISO 8601 with a time zone, within the calendar we store."""
+    if not isinstance(value, str) or len(value) > MAX_TIME_LENGTH:
+        raise ValueError("'time' must be an ISO 8601 string, e.g. 2026-11-28T07:00:00Z")
     try:
-        moment = datetime.fromisoformat(str(event.get("time", "")).replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError("'time' must be ISO 8601") from None
+        raise ValueError("'time' must be ISO 8601, e.g. 2026-11-28T07:00:00Z") from None
     if moment.tzinfo is None:
         raise ValueError("'time' must carry a time zone")
-    return address, kind, moment
+    try:
+        return moment_in_utc(moment)
+    except OutOfCalendar as error:
+        raise ValueError(f"'time' is out of range: {error}") from None

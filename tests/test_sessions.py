@@ -1,0 +1,141 @@
+"""Sessions live on the server: each can be ended on its own, copies included.
+
+A session cookie copied off a reader's machine used to stay valid for 30 days whatever
+the reader did short of "sign out everywhere". Each sign-in now opens a row of
+``reader_sessions``; the cookie carries its key, and signing out deletes the row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import Reader, csrf_token
+from sqlalchemy import event
+
+from auth_service.extensions import db
+from auth_service.models import ReaderSession
+
+ADDRESS = "reader@example.com"
+
+
+@pytest.fixture
+def browser(app):
+    """A second browser: its own cookies."""
+    return app.test_client()
+
+
+def sign_in(app, browser, email: str = ADDRESS, ua: str = "Mozilla/5.0 (X11; Linux) Firefox/130"):
+    """Sign ``browser`` in by the link of a fresh mail."""
+    browser.environ_base["HTTP_USER_AGENT"] = ua
+    assert Reader(app, browser).sign_in(email).status_code == 303
+
+
+def is_signed_in(browser) -> bool:
+    """Whether the account page opens for ``browser``."""
+    return browser.get("/account").status_code == 200
+
+
+def copy_of(app, browser):
+    """A thief's browser holding a copy of ``browser``'s session cookie."""
+    thief = app.test_client()
+    name = app.config["SESSION_COOKIE_NAME"]
+    thief.set_cookie(name, browser.get_cookie(name).value)
+    return thief
+
+
+def device_forms(page: str) -> list[str]:
+    """The actions of the "sign out" buttons of the devices list."""
+    return re.findall(r'action="(/account/devices/\d+/sign-out)"', page)
+
+
+def test_signing_out_ends_a_copied_session_cookie(app, client):
+    """Defence: sign-out deletes the server-side session, so a copy of the cookie made
+    before is signed out as well (it used to stay valid for 30 days)."""
+    sign_in(app, client)
+    thief = copy_of(app, client)
+    assert is_signed_in(thief)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/account")})
+    assert not is_signed_in(client)
+    assert not is_signed_in(thief)
+    assert db.session.query(ReaderSession).count() == 0
+
+
+def test_sign_out_everywhere_ends_every_session_and_their_copies(app, client, browser):
+    sign_in(app, client)
+    sign_in(app, browser)
+    thief = copy_of(app, browser)
+    client.post("/account/sign-out-everywhere", data={"csrf_token": csrf_token(client, "/account")})
+    assert [is_signed_in(b) for b in (client, browser, thief)] == [False, False, False]
+
+
+def test_the_account_page_lists_each_device_and_signs_one_out(app, client, browser):
+    """The reader sees their signed-in browsers and ends one from another."""
+    sign_in(app, client, ua="Mozilla/5.0 (Windows NT 10.0) Firefox/130")
+    sign_in(app, browser, ua="Mozilla/5.0 (iPhone; CPU iPhone OS 17) Safari/604")
+    page = client.get("/account", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Signed-in devices" in page
+    assert "Firefox – Windows" in page and "Safari – iPhone" in page
+    assert page.count("(this device)") == 1
+    assert len(device_forms(page)) == 2
+    rows = re.findall(r"<tr>(.*?)</tr>", page, re.S)
+    assert "(this device)" in next(row for row in rows if "Firefox – Windows" in row)
+    phone_row = next(row for row in rows if "Safari – iPhone" in row)
+    other = re.search(r'action="(/account/devices/\d+/sign-out)"', phone_row).group(1)
+    response = client.post(other, data={"csrf_token": csrf_token(client, "/account")})
+    assert response.status_code == 303 and response.location == "/account"
+    assert is_signed_in(client)
+    assert not is_signed_in(browser)
+
+
+def test_signing_out_this_device_from_the_list_signs_this_browser_out(app, client):
+    sign_in(app, client)
+    [action] = device_forms(client.get("/account").get_data(as_text=True))
+    response = client.post(action, data={"csrf_token": csrf_token(client, "/account")})
+    assert response.status_code == 303 and response.location == "/"
+    assert not is_signed_in(client)
+
+
+def test_another_readers_device_cannot_be_signed_out(app, client, browser):
+    """Defence: a device id belongs to its reader; another reader's is "not found"."""
+    sign_in(app, client, "first@example.com")
+    sign_in(app, browser, "second@example.com")
+    [theirs] = device_forms(browser.get("/account").get_data(as_text=True))
+    response = client.post(theirs, data={"csrf_token": csrf_token(client, "/account")})
+    assert response.status_code == 404
+    assert is_signed_in(browser)
+
+
+def test_a_signed_in_page_costs_one_query_for_the_reader(app, client):
+    """The session lookup replaces the reader lookup: one statement, the session joined
+    to its reader, and nothing written while the reader reads."""
+    sign_in(app, client)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    signed_out = app.test_client()
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        signed_out.get("/")
+        anonymous = list(statements)
+        statements.clear()
+        client.get("/")
+        signed_in = list(statements)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    extra = [s for s in signed_in if s not in anonymous]
+    assert len(signed_in) == len(anonymous) + 1, extra
+    [lookup] = extra
+    assert "reader_sessions" in lookup and "JOIN" in lookup.upper()
+    assert not any(s.lstrip().upper().startswith(("UPDATE", "INSERT")) for s in signed_in)
+
+
+def test_the_export_lists_the_readers_sessions(app, client, browser):
+    sign_in(app, client)
+    sign_in(app, browser)
+    data = json.loads(client.get("/account/export").get_data(as_text=True))
+    assert len(data["sessions"]) == 2
+    assert {"signed_in_at", "user_agent", "network"} <= set(data["sessions"][0])
