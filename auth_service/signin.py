@@ -293,6 +293,13 @@ def _code_refusal(reason: str, attempt_ids: list[str], now: datetime) -> SignInE
     )
     if tries_left:
         return SignInError(reason, tries_left=tries_left)
+    return why_none_is_open(attempt_ids)
+
+
+def why_none_is_open(attempt_ids: list[str]) -> SignInError:
+    """Why none of these attempts can sign in any more: too many wrong codes, expired,
+    or used (consumed, or voided by another sign-in), told of the latest of them."""
+    attempt_ids = [item for item in attempt_ids if ATTEMPT_ID.fullmatch(item)]
     attempts = db.session.scalars(
         select(LoginAttempt).where(LoginAttempt.id.in_(attempt_ids))
     ).all()

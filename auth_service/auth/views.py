@@ -146,8 +146,8 @@ def enter_code():
         if error.reason not in ("wrong_code", "malformed_code"):
             return _failed(error)
         attempts = signin.open_attempts(ids)
-        if not attempts:  # it expired in the instant since the code was checked
-            return _failed(signin.SignInError("expired"))
+        if not attempts:  # closed since the code was checked: parallel guesses, a sign-in
+            return _failed(signin.why_none_is_open(ids))
         private_page()
         form.code.errors = [_code_error(error)]
         return render_template(
@@ -216,6 +216,9 @@ def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bo
     attempt was asked from (``same_browser``), or the confirm page's own box
     (``newsletter``). What another browser asked for never subscribes anyone.
     """
+    # Read before ``complete`` commits: an account deletion committed in the same instant
+    # takes the attempt and the reader with it, and they could not be read again.
+    next_url, inbox = safe_next(attempt.next_url), inbox_of(attempt.email)
     if same_browser and attempt.newsletter:
         wording, source = attempt.newsletter_wording, attempt.next_url
     elif newsletter:
@@ -234,9 +237,9 @@ def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bo
     session.clear()
     login_user(reader)
     session.permanent = True
-    response = redirect(safe_next(attempt.next_url), 303)
+    response = redirect(next_url, 303)
     forget_attempts(response)
-    remember_device(response, request, inbox_of(reader.email))
+    remember_device(response, request, inbox)
     return response
 
 
