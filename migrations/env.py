@@ -54,6 +54,14 @@ def run_online() -> None:
     options.setdefault("process_revision_directives", skip_empty)
     options.setdefault("render_item", plain_types)
     with database.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying it and dropping the old one; with foreign
+            # keys on (database.py turns them on), dropping ``readers`` would cascade to
+            # every consent and sign-in. The pragma only takes effect outside a
+            # transaction, and what the copy breaks is checked before the end.
+            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=metadata,
@@ -61,6 +69,13 @@ def run_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration broke foreign keys: {broken[:10]}")
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+            connection.commit()
 
 
 if context.is_offline_mode():

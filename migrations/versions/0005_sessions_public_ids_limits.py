@@ -66,18 +66,23 @@ def upgrade():
     )
 
     op.add_column("readers", sa.Column("public_id", sa.String(length=32), nullable=True))
-    readers = sa.table("readers", sa.column("id", sa.Integer), sa.column("public_id"))
+    _give_every_reader_a_random("public_id", 16)
+    with op.batch_alter_table("readers") as batch_op:
+        batch_op.alter_column("public_id", existing_type=sa.String(length=32), nullable=False)
+        batch_op.create_unique_constraint("uq_readers_public_id", ["public_id"])
+        batch_op.drop_column("alternative_id")
+
+
+def _give_every_reader_a_random(column: str, nbytes: int) -> None:
+    """Fill ``readers.<column>`` with a fresh random value per row, as the model would."""
+    readers = sa.table("readers", sa.column("id", sa.Integer), sa.column(column))
     connection = op.get_bind()
     for (reader_id,) in connection.execute(sa.select(readers.c.id)).all():
         connection.execute(
             readers.update()
             .where(readers.c.id == reader_id)
-            .values(public_id=secrets.token_urlsafe(16))
+            .values({column: secrets.token_urlsafe(nbytes)})
         )
-    with op.batch_alter_table("readers") as batch_op:
-        batch_op.alter_column("public_id", existing_type=sa.String(length=32), nullable=False)
-        batch_op.create_unique_constraint("uq_readers_public_id", ["public_id"])
-        batch_op.drop_column("alternative_id")
 
 
 def _close_duplicate_consents():
@@ -112,14 +117,7 @@ def downgrade():
     op.drop_index("uq_newsletter_consents_open", table_name="newsletter_consents")
     with op.batch_alter_table("readers") as batch_op:
         batch_op.add_column(sa.Column("alternative_id", sa.String(length=64), nullable=True))
-    readers = sa.table("readers", sa.column("id", sa.Integer), sa.column("alternative_id"))
-    connection = op.get_bind()
-    for (reader_id,) in connection.execute(sa.select(readers.c.id)).all():
-        connection.execute(
-            readers.update()
-            .where(readers.c.id == reader_id)
-            .values(alternative_id=secrets.token_urlsafe(24))
-        )
+    _give_every_reader_a_random("alternative_id", 24)
     with op.batch_alter_table("readers") as batch_op:
         batch_op.alter_column("alternative_id", existing_type=sa.String(64), nullable=False)
         batch_op.create_unique_constraint("uq_readers_alternative_id", ["alternative_id"])
