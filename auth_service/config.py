@@ -97,9 +97,10 @@ class Config:
     LOGIN_LIMIT_PER_ADDRESS_AND_NETWORK = "1 per minute;5 per hour;10 per day"
     # ...under a higher ceiling for the inbox from every network together, which bounds
     # mail bombing. A browser that signed in with the address before is not held back
-    # by it; one holding an open attempt for it has its own "send again" allowance.
+    # by it; one holding an open attempt for it counts its "send again" per run of
+    # attempts instead, which nobody else's requests can spend.
     LOGIN_LIMIT_PER_ADDRESS = "3 per minute;15 per hour;30 per day"
-    LOGIN_LIMIT_RESENDS_PER_ADDRESS = "2 per minute;10 per hour;20 per day"
+    LOGIN_LIMIT_RESENDS_PER_CHAIN = "5 per day"
     LOGIN_LIMIT_PER_IP = "30 per 5 minutes"
     CHECK_LIMIT_PER_IP = "30 per 5 minutes"  # link and code checks together
     # Sign-in mails the whole service may queue in an hour; 0 turns the ceiling off.

@@ -11,6 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import ObjectDeletedError
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -205,6 +206,21 @@ def _database_down(error: OperationalError):
     return error_response(503)
 
 
+def _account_gone(error: ObjectDeletedError):
+    """The reader's account was deleted (in another tab, on another device) while this
+    request ran: nothing of it is saved, and the reader is told so, not shown a 500."""
+    log.info("A request met an account deleted meanwhile: %s", error)
+    db.session.rollback()
+    return error_response(
+        410,
+        title=_l("This account no longer exists"),
+        message=_l(
+            "It was deleted while your request was on its way, so nothing was saved. "
+            "You can sign up again at any time."
+        ),
+    )
+
+
 def _unexpected(error: InternalServerError):
     """Anything unexpected: log it, show a calm page."""
     log.error("Unhandled error", exc_info=error.original_exception)
@@ -217,5 +233,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(TooManyRequests, _too_many)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(ObjectDeletedError, _account_gone)
     app.register_error_handler(InternalServerError, _unexpected)
     app.register_error_handler(ServiceUnavailable, lambda error: error_response(503))

@@ -99,10 +99,9 @@ class Reader(UserMixin, db.Model):
         back_populates="reader", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    # The session this reader was loaded through (set by ``sessions``): its key, which
-    # the cookie carries, and its row. Plain attributes, not columns.
+    # The key of the session this reader was loaded through (set by ``sessions``),
+    # which the cookie carries. A plain attribute, not a column.
     session_key = None  # str | None
-    session_row_id = None  # int | None
 
     def get_id(self) -> str | None:
         """Flask-Login's session key: the key of one server-side session, so that
@@ -120,12 +119,13 @@ class ReaderSession(db.Model):
     __tablename__ = "reader_sessions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Also what the account page's "sign out" button names: it cannot be turned back
+    # into the key, and unlike the row id it says nothing of how many sign-ins there are.
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Renewed at most once a day (see ``sessions.SEEN_EVERY``): the session lasts
-    # PERMANENT_SESSION_LIFETIME after this, and most pages write nothing.
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The session lasts PERMANENT_SESSION_LIFETIME from here; nothing is written while
+    # it is used.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     user_agent: Mapped[str] = mapped_column(String(512), default="")
     network: Mapped[str] = mapped_column(String(64), default="")
 
@@ -153,6 +153,9 @@ class LoginAttempt(db.Model):
     newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
     # The opt-in sentence exactly as the reader saw it, kept for the consent record.
     newsletter_wording: Mapped[str | None] = mapped_column(Text)
+    # The first attempt of a run of "send again" (its own id for a first request): the
+    # run has its own allowance of mails, which nobody else's requests can spend.
+    chain_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_login_attempts_email_open", "email", "used_at"),)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from . import sessions, signin
+from . import sessions, signin, subscriptions
 from .addresses import transport_address
 from .extensions import db
 from .models import (
@@ -84,8 +84,10 @@ def delete_reader(reader: Reader) -> None:
     a recorded bounce and mail still in the outbox name the address, so they go too.
     """
     address = reader.email
-    # Sign-in's lock order: the address's attempts first, then the reader.
+    # Sign-in's lock order: the address's attempts first, then the reader, then what
+    # hangs from it (consents, sessions...).
     signin.lock_attempts_of_address(address)
+    subscriptions.lock_reader(reader)
     db.session.execute(delete(LoginAttempt).where(LoginAttempt.email == address))
     db.session.execute(delete(Suppression).where(Suppression.email == address))
     db.session.execute(

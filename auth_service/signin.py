@@ -94,11 +94,13 @@ def issue(
     locale: str = "fr",
     newsletter: bool = False,
     newsletter_wording: str | None = None,
+    chain_id: str | None = None,
     now: datetime | None = None,
 ) -> IssuedLogin:
     """Start an attempt for a normalised ``address`` in the caller's transaction.
 
     Earlier open attempts of the address stay valid: mails can arrive out of order.
+    ``chain_id`` is the run of "send again" this attempt continues (none: it starts one).
     """
     now = now or utcnow()
     attempt_id = secrets.token_hex(16)
@@ -116,6 +118,7 @@ def issue(
         locale=locale,
         newsletter=newsletter,
         newsletter_wording=newsletter_wording if newsletter else None,
+        chain_id=chain_id or attempt_id,
     )
     db.session.add(attempt)
     db.session.flush()
@@ -344,13 +347,15 @@ def complete(
     newsletter_source: str | None = None,
     user_agent: str = "",
     network: str = "",
+    replacing_session: str | None = None,
     now: datetime | None = None,
 ) -> Reader:
     """Finish a consumed attempt: the reader's account, consent, sign-in record, session.
 
     Creates the account at its first confirmed sign-in, voids every other open link and
     code of the address, opens a server-side session (its key is on the returned
-    reader's ``session_key``), and commits. A daily-newsletter consent is recorded only
+    reader's ``session_key``; ``replacing_session`` is the one this browser held until
+    now, which ends), and commits. A daily-newsletter consent is recorded only
     when ``newsletter_wording`` is given: the view passes the box the reader ticked in
     the browser that signs in, never what another browser asked for.
     """
@@ -378,7 +383,9 @@ def complete(
     db.session.add(
         SignInEvent(reader=reader, at=now, method=method, user_agent=user_agent, network=network)
     )
-    sessions.open_session(reader, user_agent=user_agent, network=network, now=now)
+    sessions.open_session(
+        reader, user_agent=user_agent, network=network, now=now, replacing=replacing_session
+    )
     db.session.commit()
     return reader
 

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import ObjectDeletedError
 
 from .config import signing_keys
 from .extensions import db
@@ -78,8 +79,12 @@ def choose(reader: Reader, chosen: set[str], *, wordings: dict[str, str], source
     """Receive exactly the ``chosen`` newsletters (by slug); one commit for all.
 
     ``wordings`` holds, per slug, the label the reader ticked: it is their consent.
+    Several consent rows change, so the reader's row is locked first: the order of
+    sign-in and of account deletion (attempts, then the reader, then what hangs from
+    it), which would otherwise deadlock with a deletion on PostgreSQL.
     """
     now = utcnow()
+    lock_reader(reader)
     for letter, subscribed in subscriptions(reader):
         if letter.slug in chosen and not subscribed:
             record_consent(
@@ -88,6 +93,20 @@ def choose(reader: Reader, chosen: set[str], *, wordings: dict[str, str], source
         elif letter.slug not in chosen and subscribed:
             _close(reader, letter, now)
     db.session.commit()
+
+
+def lock_reader(reader: Reader) -> None:
+    """Lock the reader's row until the transaction ends (nothing on SQLite, whose one
+    writer at a time already serialises).
+
+    Raises ``ObjectDeletedError`` if the account was deleted meanwhile (the error pages
+    answer it with a calm 410).
+    """
+    found = db.session.execute(
+        select(Reader.id).where(Reader.id == reader.id).with_for_update()
+    ).first()
+    if found is None:
+        raise ObjectDeletedError(inspect(reader))
 
 
 def record_consent(

@@ -233,11 +233,28 @@ def test_a_forged_known_device_cookie_opens_no_way_past_the_ceiling(app, clock):
 
 
 @LIMITS_ON
+def test_signing_in_with_a_plus_address_vouches_for_that_address_only(app, client, clock):
+    """Defence: the known-device cookie names exact addresses: where "+tags" are other
+    people's mailboxes, the owner of victim+x@ cannot skip victim@'s ceiling."""
+    client.environ_base["REMOTE_ADDR"] = READER_AT_HOME
+    sign_in(app, client, "victim+x@example.com")
+    post_form(client, "/logout", {}, page="/account")
+    for n in range(31):
+        clock.advance(600)
+        ask(browser_at(app, network(n)), VICTIM)
+    clock.advance(61)
+    assert ask(client, VICTIM).status_code == 429
+    clock.advance(61)
+    assert ask(client, "victim+x@example.com").status_code == 303
+
+
+@LIMITS_ON
 def test_a_browser_holding_an_open_attempt_gets_its_send_again(app, smtp_server, clock):
     """Defence: "send again" from the browser that holds an open attempt for the inbox
-    is not held back by the ceiling strangers spent; it has its own bounded allowance
-    (LOGIN_LIMIT_RESENDS_PER_ADDRESS: 20 a day), so a copied attempt cookie cannot
-    bomb the inbox either."""
+    is not held back by the ceiling strangers spent; it is counted per run of attempts
+    (LOGIN_LIMIT_RESENDS_PER_CHAIN: 5 a day), so a copied attempt cookie cannot bomb the
+    inbox either, even from a new network each time."""
+    assert app.config["LOGIN_LIMIT_RESENDS_PER_CHAIN"] == "5 per day"
     reader = browser_at(app, READER_AT_HOME)
     assert ask(reader, VICTIM).status_code == 303
     for n in range(14):  # three a minute: the hour's 15 are spent in five minutes
@@ -246,13 +263,31 @@ def test_a_browser_holding_an_open_attempt_gets_its_send_again(app, smtp_server,
     clock.advance(21)
     assert ask(browser_at(app, network(50)), VICTIM).status_code == 429  # ceiling spent
     statuses = []
-    for n in range(22):
-        clock.advance(60 if n == 0 else 420)  # within the attempt's 15 minutes
-        # From a new network each time, as a copied cookie would be used.
-        reader.environ_base["REMOTE_ADDR"] = network(100 + n)
+    for n in range(7):
+        clock.advance(61)  # within the attempts' 15 minutes
+        reader.environ_base["REMOTE_ADDR"] = network(100 + n)  # as a copied cookie would
         statuses.append(ask(reader, "Victim@Example.com").status_code)
-    assert statuses == [303] * 20 + [429] * 2
-    assert len(delivered(smtp_server)) == 1 + 14 + 20
+    assert statuses == [303] * 5 + [429] * 2
+    assert len(delivered(smtp_server)) == 1 + 14 + 5
+
+
+@LIMITS_ON
+def test_strangers_cannot_spend_a_readers_send_again(app, smtp_server, clock):
+    """Defence: each run of "send again" has its own allowance: a stranger who spends
+    the allowance of their own run, from many networks, leaves the reader's whole."""
+    reader = browser_at(app, READER_AT_HOME)
+    assert ask(reader, VICTIM).status_code == 303
+    stranger = browser_at(app, network(0))
+    assert ask(stranger, VICTIM).status_code == 303
+    statuses = []
+    for n in range(1, 8):
+        clock.advance(61)
+        stranger.environ_base["REMOTE_ADDR"] = network(n)
+        statuses.append(ask(stranger, VICTIM).status_code)
+    assert statuses == [303] * 5 + [429] * 2
+    clock.advance(61)
+    assert ask(reader, VICTIM).status_code == 303
+    assert len(delivered(smtp_server)) == 2 + 5 + 1
 
 
 @LIMITS_ON

@@ -416,3 +416,58 @@ def test_two_reports_of_one_new_bounce_at_once_record_it_once(live_server):
         if statuses != [200, 200] or rows != 1:
             failures[trial] = f"answers {statuses}, {rows} rows"
     assert not failures, f"{len(failures)} of {TRIALS} trials went wrong: {failures}"
+
+
+@pytest.fixture
+def second_newsletter(live_server: LiveServer) -> Iterator[None]:
+    """A weekly newsletter beside the daily one, so that choices change several rows.
+
+    Removed afterwards: the newsletters table is not emptied between tests (the daily
+    one comes from the migrations), and other tests create their own "weekly".
+    """
+    with live_server.database.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO newsletters (slug, name_fr, name_en, description_fr, "
+                "description_en, cadence, default_opt_in) VALUES ('weekly', 'La semaine', "
+                "'The week', '', '', 'weekly', false)"
+            )
+        )
+    yield
+    with live_server.database.begin() as connection:
+        weekly = "(SELECT id FROM newsletters WHERE slug = 'weekly')"
+        connection.execute(text(f"DELETE FROM newsletter_consents WHERE newsletter_id = {weekly}"))
+        connection.execute(text("DELETE FROM newsletters WHERE slug = 'weekly'"))
+
+
+def test_deleting_an_account_while_its_newsletter_choices_are_saved(live_server, second_newsletter):
+    """A reader saves their newsletter choices in one tab (subscribe to the daily, leave
+    the weekly: a consent written, another closed) at the instant they delete their
+    account in another, eight times over. Never a 5xx (the two must not deadlock; the
+    choices of an account deleted meanwhile get a calm 410), and nothing of the account
+    is left."""
+    failures = {}
+    for trial in range(TRIALS):
+        address = f"choosing{trial}@example.com"
+        here, there = Browser(live_server), Browser(live_server)
+        here.sign_in(address)
+        there.sign_in(address)
+        weekly = {"newsletter": "weekly", "csrf_token": here.csrf_token("/account")}
+        assert here.post("/account/newsletters", weekly).status == 303
+        choices = {"newsletter": "daily", "csrf_token": here.csrf_token("/account")}
+        leave = {"confirm": address, "csrf_token": there.csrf_token("/account")}
+        saved, deleted = _statuses(
+            release_together(
+                [
+                    here.prepare("POST", "/account/newsletters", choices),
+                    there.prepare("POST", "/account/delete", leave),
+                ]
+            )
+        )
+        left = live_server.scalar(
+            "SELECT count(*) FROM newsletter_consents WHERE reader_id NOT IN "
+            "(SELECT id FROM readers)"
+        )
+        if saved not in (303, 410) or deleted != 303 or _readers(live_server, address) or left:
+            failures[trial] = f"saved {saved}, deleted {deleted}, {left} orphan consents"
+    assert not failures, f"{len(failures)} of {TRIALS} trials went wrong: {failures}"

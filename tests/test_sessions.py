@@ -15,7 +15,7 @@ from conftest import Reader, csrf_token
 from sqlalchemy import event
 
 from auth_service.extensions import db
-from auth_service.models import ReaderSession
+from auth_service.models import ReaderSession, utcnow
 
 ADDRESS = "reader@example.com"
 
@@ -47,7 +47,7 @@ def copy_of(app, browser):
 
 def device_forms(page: str) -> list[str]:
     """The actions of the "sign out" buttons of the devices list."""
-    return re.findall(r'action="(/account/devices/\d+/sign-out)"', page)
+    return re.findall(r'action="(/account/devices/[0-9a-f]{64}/sign-out)"', page)
 
 
 def test_signing_out_ends_a_copied_session_cookie(app, client):
@@ -82,7 +82,7 @@ def test_the_account_page_lists_each_device_and_signs_one_out(app, client, brows
     rows = re.findall(r"<tr>(.*?)</tr>", page, re.S)
     assert "(this device)" in next(row for row in rows if "Firefox – Windows" in row)
     phone_row = next(row for row in rows if "Safari – iPhone" in row)
-    other = re.search(r'action="(/account/devices/\d+/sign-out)"', phone_row).group(1)
+    other = re.search(r'action="(/account/devices/[0-9a-f]{64}/sign-out)"', phone_row).group(1)
     response = client.post(other, data={"csrf_token": csrf_token(client, "/account")})
     assert response.status_code == 303 and response.location == "/account"
     assert is_signed_in(client)
@@ -105,6 +105,50 @@ def test_another_readers_device_cannot_be_signed_out(app, client, browser):
     response = client.post(theirs, data={"csrf_token": csrf_token(client, "/account")})
     assert response.status_code == 404
     assert is_signed_in(browser)
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["99999999999999999999999", str(2**31), "0" * 64, "F" * 64, "x" * 500, "%00"],
+    ids=["huge-number", "past-int32", "no-such-hash", "capitals", "long", "nul"],
+)
+def test_a_device_that_is_not_one_of_the_readers_is_not_found(app, client, device):
+    """Whatever is put where the device goes, the answer is a calm 4xx, never a 5xx,
+    and the reader's own session stays."""
+    sign_in(app, client)
+    response = client.post(
+        f"/account/devices/{device}/sign-out", data={"csrf_token": csrf_token(client, "/account")}
+    )
+    assert response.status_code in (400, 404)
+    assert is_signed_in(client)
+
+
+def test_signing_in_again_in_a_signed_in_browser_ends_its_earlier_session(app, client, browser):
+    """A browser that signs in again (the same reader, or another) leaves no earlier
+    session behind that a copy of its old cookie could still use."""
+    sign_in(app, client, "first@example.com")
+    old_copy = copy_of(app, client)
+    reader = Reader(app, browser)
+    reader.ask_for_link("second@example.com")
+    confirm = client.get(f"/login/verify?token={reader.last_mail().token}")
+    token = re.search(r'name="token" value="([^"]+)"', confirm.get_data(as_text=True)).group(1)
+    response = client.post(
+        "/login/verify",
+        data={"token": token, "csrf_token": csrf_token(client, f"/login/verify?token={token}")},
+    )
+    assert response.status_code == 303
+    assert not is_signed_in(old_copy)
+    assert db.session.query(ReaderSession).count() == 1
+
+
+def test_expired_sessions_are_deleted_when_anyone_signs_in(app, client, browser):
+    sign_in(app, client, "first@example.com")
+    db.session.query(ReaderSession).update(
+        {ReaderSession.created_at: utcnow() - app.config["PERMANENT_SESSION_LIFETIME"]}
+    )
+    db.session.commit()
+    sign_in(app, browser, "second@example.com")
+    assert db.session.query(ReaderSession).count() == 1
 
 
 def test_a_signed_in_page_costs_one_query_for_the_reader(app, client):

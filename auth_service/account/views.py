@@ -19,6 +19,7 @@ from flask_login import current_user, login_required
 
 from .. import addresses, readers, sessions, subscriptions
 from ..auth.browser import forget_device, sign_out_this_browser
+from ..extensions import db
 from ..newsletter.views import apply_choices
 from ..security import private_page
 
@@ -35,6 +36,7 @@ def _render_account(**extra):
         suppression=subscriptions.suppression_of(current_user),
         sign_ins=readers.recent_sign_ins(current_user),
         devices=sessions.live_sessions(current_user),
+        this_device=sessions.key_hash(current_user.session_key),
         **extra,
     )
 
@@ -51,18 +53,20 @@ def account():
 def sign_out_everywhere():
     """End every session of this reader, on every device."""
     sessions.end_every_session(current_user._get_current_object())
+    db.session.commit()
     sign_out_this_browser()
     flash(_("You are signed out on every device."), "success")
     return redirect(url_for("articles.front_page"), 303)
 
 
-@bp.post("/account/devices/<int:device_id>/sign-out")
+@bp.post("/account/devices/<device_id>/sign-out")
 @login_required
-def sign_out_device(device_id: int):
+def sign_out_device(device_id: str):
     """End one session of this reader: a device they no longer use, or this one."""
-    this_one = device_id == current_user.session_row_id
+    this_one = device_id == sessions.key_hash(current_user.session_key)
     if not sessions.end_device(current_user._get_current_object(), device_id):
         abort(404)
+    db.session.commit()
     if this_one:
         sign_out_this_browser()
         flash(_("You are signed out."), "success")

@@ -7,7 +7,7 @@ other browser (or a mail scanner) only gets a confirm button.
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 from urllib.parse import urlsplit
 
 from flask import current_app, session
@@ -16,6 +16,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from .. import sessions
 from ..config import signing_keys
+from ..extensions import db
 
 COOKIE_SALT = "auth-service.attempt-cookie"
 COOKIE_PATH = "/login"
@@ -70,6 +71,7 @@ def sign_out_this_browser() -> None:
     dead too), the reader, and everything else the cookie held."""
     if current_user.is_authenticated:
         sessions.end_session(current_user.session_key)
+        db.session.commit()
     logout_user()
     session.clear()
 
@@ -104,12 +106,18 @@ def safe_next(target: str | None) -> str:
 
 DEVICE_SALT = "auth-service.known-device"
 DEVICE_COOKIE_AGE = 365 * 24 * 3600
-MAX_KNOWN_INBOXES = 5
+MAX_KNOWN_ADDRESSES = 5
 
 
-def _inbox_digest(inbox: str) -> str:
-    """What the known-device cookie keeps of an inbox: not the address itself."""
-    return hashlib.sha256(inbox.encode()).hexdigest()[:24]
+def _address_digests(address: str) -> list[str]:
+    """What the known-device cookie keeps of an address, under each live secret key
+    (the current one first): keyed, so that nobody can confirm a guessed address from a
+    cookie, and never the address itself."""
+    keys = reversed(signing_keys(current_app))
+    return [
+        hmac.new(key.encode(), f"known-device:{address}".encode(), "sha256").hexdigest()[:32]
+        for key in keys
+    ]
 
 
 def _device_serializer() -> URLSafeTimedSerializer:
@@ -118,7 +126,7 @@ def _device_serializer() -> URLSafeTimedSerializer:
 
 
 def _known_digests(request) -> list[str]:
-    """The inboxes this browser has signed in with, as digests; none if forged."""
+    """The addresses this browser has signed in with, as digests; none if forged."""
     value = request.cookies.get(current_app.config["DEVICE_COOKIE_NAME"])
     if not value:
         return []
@@ -128,25 +136,30 @@ def _known_digests(request) -> list[str]:
         return []
     if not isinstance(digests, list):
         return []
-    return [item for item in digests if isinstance(item, str)][:MAX_KNOWN_INBOXES]
+    return [item for item in digests if isinstance(item, str)][:MAX_KNOWN_ADDRESSES]
 
 
-def is_known_device(request, inbox: str) -> bool:
-    """Whether this browser has signed in with ``inbox`` before (within a year)."""
-    return _inbox_digest(inbox) in _known_digests(request)
+def is_known_device(request, address: str) -> bool:
+    """Whether this browser has signed in with ``address`` before (within a year).
+
+    The exact normalised address, not its inbox: on a domain where "+tags" are other
+    people's mailboxes, signing in as one must not vouch for another.
+    """
+    known = _known_digests(request)
+    return any(digest in known for digest in _address_digests(address))
 
 
-def remember_device(response, request, inbox: str) -> None:
-    """Mark this browser as one that signed in with ``inbox``.
+def remember_device(response, request, address: str) -> None:
+    """Mark this browser as one that signed in with ``address``.
 
-    Such a browser is not held back by the per-address allowance that strangers can
+    Such a browser is not held back by the per-address ceiling that strangers can
     spend (see ``limits``): nobody can lock a reader out of their own browsers.
     """
-    digest = _inbox_digest(inbox)
+    digest = _address_digests(address)[0]
     digests = [digest, *[item for item in _known_digests(request) if item != digest]]
     response.set_cookie(
         current_app.config["DEVICE_COOKIE_NAME"],
-        _device_serializer().dumps(digests[:MAX_KNOWN_INBOXES]),
+        _device_serializer().dumps(digests[:MAX_KNOWN_ADDRESSES]),
         max_age=DEVICE_COOKIE_AGE,
         path="/",
         httponly=True,

@@ -10,9 +10,11 @@ allowance (see docs/security.md, "Locking a reader out"):
   ceiling that bounds mail bombing. A browser that has signed in with the address
   before (the known-device cookie) is not held back by it, so strangers who spend it
   cannot lock a reader out of their own browsers;
-- "send again" from a browser holding an open attempt for the address has its own
-  ceiling (``LOGIN_LIMIT_RESENDS_PER_ADDRESS``), so a reader mid-sign-in keeps it too,
-  and an open attempt copied to many networks still sends a bounded number of mails.
+- "send again" from a browser holding an open attempt for the address is counted per
+  run of attempts (``LOGIN_LIMIT_RESENDS_PER_CHAIN``, 5 a day), not against the
+  ceiling: strangers' runs cannot spend a reader's, and each run started costs the
+  ceiling one, so the inbox's mail stays bounded (30 runs of 1 + 5 mails a day at
+  most, which takes 18 networks), even with an attempt cookie copied to many networks.
 
 Only a request that would mail meets these limits (see ``abuse.may_mail``), and each is
 counted before the view runs, in one step with the check, so simultaneous requests
@@ -67,26 +69,43 @@ def _would_mail() -> bool:
     )
 
 
+def resend_chain() -> str | None:
+    """The run of "send again" this post continues: the chain of the newest attempt this
+    browser holds open for the inbox asked, or ``None`` for a first request."""
+    if "resend_chain" not in g:
+        inbox = _inbox_asked()
+        held = signin.open_attempts(remembered_attempts(request)) if inbox else []
+        g.resend_chain = next(
+            (
+                attempt.chain_id or attempt.id
+                for attempt in held  # newest first
+                if inbox_of(attempt.email) == inbox
+            ),
+            None,
+        )
+    return g.resend_chain
+
+
 def _is_resend() -> bool:
     """Whether this browser holds an open attempt for the inbox asked: "send again"."""
-    if "is_resend" not in g:
-        inbox = _inbox_asked()
-        g.is_resend = bool(inbox) and any(
-            inbox_of(attempt.email) == inbox
-            for attempt in signin.open_attempts(remembered_attempts(request))
-        )
-    return g.is_resend
+    return resend_chain() is not None
 
 
 def _known_device() -> bool:
-    """Whether this browser has signed in with the inbox asked before."""
-    inbox = _inbox_asked()
-    return bool(inbox) and is_known_device(request, inbox)
+    """Whether this browser has signed in with the address asked before."""
+    address = _address_asked()
+    return bool(address) and is_known_device(request, address)
 
 
 def _address_key() -> str:
     """The counter of the inbox asked, whatever the network."""
     return f"address:{_inbox_asked()}"
+
+
+def _resend_key() -> str:
+    """The counter of one run of "send again": only copies of this browser's attempt
+    cookie share it."""
+    return f"resend:{resend_chain()}"
 
 
 def _address_and_network_key() -> str:
@@ -107,11 +126,11 @@ per_address = limiter.limit(
     exempt_when=lambda: not _would_mail() or _known_device() or _is_resend(),
     scope="login-per-address",
 )
-resends_per_address = limiter.limit(
-    lambda: current_app.config["LOGIN_LIMIT_RESENDS_PER_ADDRESS"],
-    key_func=_address_key,
+resends_per_chain = limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_RESENDS_PER_CHAIN"],
+    key_func=_resend_key,
     exempt_when=lambda: not _would_mail() or _known_device() or not _is_resend(),
-    scope="login-resends-per-address",
+    scope="login-resends-per-chain",
 )
 per_ip_posts = limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"], scope="login-per-ip")
 per_ip_checks = limiter.shared_limit(

@@ -30,12 +30,12 @@ from .forms import (
     blank_login_form,
 )
 from .limits import (
-    inbox_of,
     per_address,
     per_address_and_network,
     per_ip_checks,
     per_ip_posts,
-    resends_per_address,
+    resend_chain,
+    resends_per_chain,
 )
 from .mails import queue_sign_in_mail
 
@@ -67,7 +67,7 @@ def login():
 @per_ip_posts
 @per_address_and_network
 @per_address
-@resends_per_address
+@resends_per_chain
 def request_link():
     """Send a link and code to a valid address; explain an invalid one.
 
@@ -96,6 +96,7 @@ def request_link():
         locale=current_language(),
         newsletter=bool(form.newsletter.data),
         newsletter_wording=str(NEWSLETTER_WORDING),
+        chain_id=resend_chain(),
     )
     queue_sign_in_mail(issued)
     db.session.commit()
@@ -218,7 +219,7 @@ def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bo
     """
     # Read before ``complete`` commits: an account deletion committed in the same instant
     # takes the attempt and the reader with it, and they could not be read again.
-    next_url, inbox = safe_next(attempt.next_url), inbox_of(attempt.email)
+    next_url, address = safe_next(attempt.next_url), attempt.email
     if same_browser and attempt.newsletter:
         wording, source = attempt.newsletter_wording, attempt.next_url
     elif newsletter:
@@ -232,6 +233,7 @@ def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bo
         newsletter_source=source,
         user_agent=request.user_agent.string,
         network=signin.approximate_network(request.remote_addr),
+        replacing_session=current_user.session_key if current_user.is_authenticated else None,
     )
     # A new session: nothing from before the sign-in carries over (no fixation).
     session.clear()
@@ -239,7 +241,7 @@ def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bo
     session.permanent = True
     response = redirect(next_url, 303)
     forget_attempts(response)
-    remember_device(response, request, inbox)
+    remember_device(response, request, address)
     return response
 
 

@@ -6,6 +6,8 @@
   in again once after this upgrade.
 - ``readers.public_id``: what preference and unsubscribe links carry instead of the
   sequential id. Existing readers get a random one.
+- ``login_attempts.chain_id``: the first attempt of a run of "send again", whose
+  allowance is its own (see ``auth/limits.py``).
 - ``rate_limits``: Flask-Limiter's counters in the database when no Redis is given, so
   that several web processes share one allowance.
 - ``uq_newsletter_consents_open``: one open consent per reader and newsletter, so that
@@ -37,7 +39,6 @@ def upgrade():
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("reader_id", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("last_seen_at", sa.DateTime(), nullable=False),
         sa.Column("user_agent", sa.String(length=512), nullable=False),
         sa.Column("network", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(["reader_id"], ["readers.id"], ondelete="CASCADE"),
@@ -45,6 +46,7 @@ def upgrade():
         sa.UniqueConstraint("key_hash"),
     )
     op.create_index("ix_reader_sessions_reader_id", "reader_sessions", ["reader_id"])
+    op.create_index("ix_reader_sessions_created_at", "reader_sessions", ["created_at"])
 
     op.create_table(
         "rate_limits",
@@ -55,6 +57,7 @@ def upgrade():
     )
     op.create_index("ix_rate_limits_expires_at", "rate_limits", ["expires_at"])
 
+    op.add_column("login_attempts", sa.Column("chain_id", sa.String(length=32), nullable=True))
     _close_duplicate_consents()
     op.create_index(
         "uq_newsletter_consents_open",
@@ -115,6 +118,8 @@ def _close_duplicate_consents():
 
 def downgrade():
     op.drop_index("uq_newsletter_consents_open", table_name="newsletter_consents")
+    with op.batch_alter_table("login_attempts") as batch_op:
+        batch_op.drop_column("chain_id")
     with op.batch_alter_table("readers") as batch_op:
         batch_op.add_column(sa.Column("alternative_id", sa.String(length=64), nullable=True))
     _give_every_reader_a_random("alternative_id", 24)
@@ -125,5 +130,6 @@ def downgrade():
         batch_op.drop_column("public_id")
     op.drop_index("ix_rate_limits_expires_at", table_name="rate_limits")
     op.drop_table("rate_limits")
+    op.drop_index("ix_reader_sessions_created_at", table_name="reader_sessions")
     op.drop_index("ix_reader_sessions_reader_id", table_name="reader_sessions")
     op.drop_table("reader_sessions")
