@@ -57,7 +57,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
 
-    from . import account, articles, auth, devmail, health, newsletter
+    from . import account, articles, auth, health, newsletter
+    from .mail import devmail
 
     app.register_blueprint(articles.bp)
     auth.init_app(app)

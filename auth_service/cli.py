@@ -19,12 +19,12 @@ from werkzeug.serving import run_simple
 from . import create_app
 from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
-from .editions import EditionError, queue_edition, today
 from .extensions import db
-from .mailto import MAX_BYTES, unsubscribe_by_mail
-from .outbox import Worker, deliver_due
+from .mail.outbox import Worker, deliver_due
+from .newsletter.editions import EditionError, queue_edition, today
+from .newsletter.mailto import MAX_BYTES, unsubscribe_by_mail
+from .newsletter.subscribers_cli import subscribers_group
 from .storable import is_storable
-from .subscribers_cli import subscribers_group
 
 
 @click.command("worker")

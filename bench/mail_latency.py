@@ -33,9 +33,9 @@ from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from auth_service import create_app  # noqa: E402 (the repository's package, not an install)
-from auth_service.extensions import db  # noqa: E402
-from auth_service.outbox import Worker  # noqa: E402
+from auth_service import create_app
+from auth_service.extensions import db
+from auth_service.mail.outbox import Worker
 
 ARRIVAL_TIMEOUT = 10.0  # seconds to wait for one mail before counting it lost
 

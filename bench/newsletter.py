@@ -245,13 +245,7 @@ def create_subscribers(count: int) -> None:
     from sqlalchemy import insert, select, text
 
     from auth_service.extensions import db
-    from auth_service.models import (
-        Newsletter,
-        NewsletterConsent,
-        Reader,
-        Suppression,
-        utcnow,
-    )
+    from auth_service.models import Newsletter, NewsletterConsent, Reader, Suppression, utcnow
 
     letter_id = db.session.scalar(select(Newsletter.id).where(Newsletter.slug == "daily"))
     now = utcnow()
@@ -303,7 +297,7 @@ def claims_capped(count: int, seconds: float):
     or the time is up, it returns nothing and the loop ends with every claimed message
     delivered. Nothing else of the delivery path is touched.
     """
-    from auth_service import outbox
+    from auth_service.mail import outbox
 
     real = outbox.claim_due
     left = count
@@ -375,7 +369,7 @@ def set_up(app, count: int) -> date:
 
 def deliver_slice(transport, sink, count: int, seconds: float, profiling) -> dict:
     """Deliver the next ``count`` due copies with ``deliver_due``; time and CPU it."""
-    from auth_service.outbox import deliver_due
+    from auth_service.mail.outbox import deliver_due
 
     before = sink.accepted
     with claims_capped(count, seconds), profiling:
@@ -409,10 +403,10 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
     logging.basicConfig(level=logging.ERROR)
     from sqlalchemy import func, select
 
-    from auth_service.editions import queue_edition
     from auth_service.extensions import db
-    from auth_service.mailer import SmtpTransport, build_message, transport_for
+    from auth_service.mail.mailer import SmtpTransport, build_message, transport_for
     from auth_service.models import OutboxMessage
+    from auth_service.newsletter.editions import queue_edition
 
     count = options["subscribers"]
     profiles: list[str] = []

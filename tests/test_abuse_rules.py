@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth_service import abuse
+from auth_service.auth import abuse
 
 
 @pytest.mark.parametrize(

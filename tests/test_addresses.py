@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth_service import addresses
+from auth_service.auth import addresses
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,8 @@ from test_pages import (
 
 from auth_service.articles.store import import_articles
 from auth_service.extensions import limiter
+from auth_service.mail.outbox import deliver_due
 from auth_service.models import LoginAttempt, OutboxMessage
-from auth_service.outbox import deliver_due
 
 LIMITS_ON = pytest.mark.settings(RATELIMIT_ENABLED=True)
 VICTIM = "victim@example.com"

@@ -29,8 +29,9 @@ from test_pages import (
     text_of,
 )
 
-from auth_service import create_app, signin
+from auth_service import create_app
 from auth_service.articles.store import import_articles
+from auth_service.auth import signin
 from auth_service.auth.browser import COOKIE_SALT
 from auth_service.extensions import db, limiter
 from auth_service.models import LoginAttempt, OutboxMessage, utcnow

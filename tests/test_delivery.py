@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import create_engine, func, insert, select, text, update
 from test_newsletter import SITE, new_reader, parse, publish, send
 
-from auth_service import mailer, outbox
 from auth_service.extensions import db
+from auth_service.mail import mailer, outbox
 from auth_service.models import Edition, OutboxMessage, utcnow
 
 READERS = {"lea@example.com": "fr", "sam@example.com": "en", "o'neil+daily@example.org": "fr"}
@@ -367,7 +367,7 @@ def test_a_batch_slower_than_its_claim_gives_the_rest_back_and_sends_each_once(
     smtp_server.start()
     waiting_messages(30)  # 1.5 s of sending: three claims' worth
 
-    with caplog.at_level("INFO", logger="auth_service.outbox"):
+    with caplog.at_level("INFO", logger="auth_service.mail.outbox"):
         report = outbox.deliver_due()
 
     assert (report.sent, report.retried, report.failed) == (30, 0, 0)

@@ -29,7 +29,7 @@ from test_pages import (
     sign_in,
 )
 
-from auth_service import signin
+from auth_service.auth import signin
 from auth_service.models import LoginAttempt, OutboxMessage
 from auth_service.models import Reader as ReaderAccount
 

@@ -3,7 +3,7 @@
 ``pip install .`` (not editable), then ``auth-service db upgrade``, ``articles import``,
 ``run`` and ``worker --once`` as separate processes, a real SMTP server, and an HTTP
 client that holds its own cookies. This is where a template or migration missing from
-the wheel, or a route that differs from the contract, shows up.
+the wheel, or a route that differs from the contract (docs/contract.md §2), shows up.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The reader's journey (contract §1) in a real browser: Debian's Chromium, driven by Playwright.
+"""The reader's journey (docs/contract.md §1) in a real browser: Debian's Chromium, driven by Playwright.
 
 The service runs on a real threaded HTTP server, its outbox worker runs in process, and
 the mail travels over SMTP to a real aiosmtpd server; the link and the code are read from
@@ -25,8 +25,8 @@ from auth_service import create_app
 from auth_service.articles.store import import_articles, sanitise
 from auth_service.cli import demo_articles
 from auth_service.extensions import db
+from auth_service.mail.outbox import Worker
 from auth_service.models import OutboxMessage
-from auth_service.outbox import Worker
 
 pytestmark = pytest.mark.browser
 

@@ -20,9 +20,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select, text, update
 
-from auth_service import outbox, signin
+from auth_service.auth import signin
 from auth_service.auth.mails import queue_sign_in_mail
 from auth_service.extensions import db
+from auth_service.mail import outbox
 from auth_service.models import LoginAttempt, OutboxMessage, utcnow
 
 SITE = "http://news.test"  # PUBLIC_URL in the app fixture: the browser talks to it too
@@ -574,7 +575,7 @@ def test_mail_refused_for_good_is_marked_failed_and_the_others_still_go_out(
      ("MAIL", "451 4.3.0 too busy, try again later")],
 )
 def test_mail_refused_for_now_is_tried_again_later(client, picky_smtp_server, stage, reply):
-    """A 4xx reply is temporary (RFC 5321): the mail must wait, not be lost (contract §4)."""
+    """A 4xx reply is temporary (RFC 5321): the mail must wait, not be lost (docs/contract.md §4)."""
     mailbox = picky_smtp_server.recorder
     if stage == "MAIL":
         mailbox.refuse_sender = reply

@@ -24,10 +24,11 @@ from conftest import Reader as Browser
 from itsdangerous import URLSafeSerializer
 from sqlalchemy import func, select
 
-from auth_service import outbox, subscriptions
 from auth_service.articles.store import import_articles
 from auth_service.extensions import db
+from auth_service.mail import outbox
 from auth_service.models import NewsletterConsent, Reader
+from auth_service.newsletter import subscriptions
 
 SITE = "http://news.test"  # PUBLIC_URL in the app fixture
 DAY = date(2025, 3, 10)  # a Monday, long past: the edition's day in Europe/Paris

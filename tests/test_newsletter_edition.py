@@ -46,9 +46,10 @@ from test_newsletter import (
     text_part,
 )
 
-from auth_service import editions, outbox, subscriptions
 from auth_service.extensions import db
+from auth_service.mail import outbox
 from auth_service.models import Edition, OutboxMessage, utcnow
+from auth_service.newsletter import editions, subscriptions
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 # English sentences of the edition: none may show in a French copy.

@@ -1,4 +1,4 @@
-"""Every route of the contract (section 2) through the test client, as a reader sees it.
+"""Every route of the contract (docs/contract.md §2) through the test client, as a reader sees it.
 
 Each test drives one or more browsers (Flask test clients, each with its own cookies)
 and asserts on what comes back: status, the HTML the reader gets, headers, cookies, and
@@ -23,17 +23,11 @@ from conftest import Reader, csrf_token
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select, update
 
-from auth_service import signin
 from auth_service.articles.store import import_articles
+from auth_service.auth import signin
 from auth_service.cli import demo_articles
 from auth_service.extensions import db
-from auth_service.models import (
-    LoginAttempt,
-    NewsletterConsent,
-    OutboxMessage,
-    SignInEvent,
-    utcnow,
-)
+from auth_service.models import LoginAttempt, NewsletterConsent, OutboxMessage, SignInEvent, utcnow
 from auth_service.models import Reader as ReaderAccount
 
 ADDRESS = "reader@example.com"

@@ -42,10 +42,10 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Request
 
-from auth_service import abuse
-from auth_service.addresses import InvalidAddress, normalise_address, transport_address
 from auth_service.articles import store
 from auth_service.articles.store import import_articles
+from auth_service.auth import abuse
+from auth_service.auth.addresses import InvalidAddress, normalise_address, transport_address
 from auth_service.cli import demo_articles
 from auth_service.extensions import db
 from auth_service.models import LoginAttempt, OutboxMessage

@@ -1,4 +1,4 @@
-"""The rules of links and codes, tested without HTTP: ``auth_service.signin`` alone."""
+"""The rules of links and codes, tested without HTTP: ``auth_service.auth.signin`` alone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from auth_service import sessions, signin
+from auth_service.auth import sessions, signin
 from auth_service.extensions import db
 from auth_service.models import (
     LoginAttempt,

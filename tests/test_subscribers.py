@@ -11,12 +11,12 @@ import pytest
 from conftest import Reader
 from sqlalchemy import delete, event, func, select
 
-from auth_service import subscriptions
 from auth_service.extensions import db
 from auth_service.models import Newsletter, NewsletterConsent
 from auth_service.models import Reader as ReaderAccount
-from auth_service.subscribers import EXPORT_COLUMNS, MAX_ROW_LENGTH
-from auth_service.subscribers_cli import subscribers_group
+from auth_service.newsletter import subscriptions
+from auth_service.newsletter.subscribers import EXPORT_COLUMNS, MAX_ROW_LENGTH
+from auth_service.newsletter.subscribers_cli import subscribers_group
 
 FORMULA_START = re.compile(r"[=+\-@\t\r]")
 

@@ -28,12 +28,12 @@ from sqlalchemy import text as sa_text
 from sqlalchemy.exc import StatementError
 from test_pages import assert_calm_page
 
-from auth_service import subscriptions
 from auth_service.articles.store import import_articles
 from auth_service.cli import demo_articles, unsubscribe_mail_command
 from auth_service.extensions import db
 from auth_service.models import Article, NewsletterConsent
 from auth_service.models import Reader as ReaderAccount
+from auth_service.newsletter import subscriptions
 from auth_service.storable import first_unstorable, is_storable, shown_where
 
 PREVIEW_KEY = "preview-key-0123456789"

@@ -17,11 +17,13 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from .. import addresses, readers, sessions, subscriptions
+from ..auth import addresses, sessions
 from ..auth.browser import forget_device, sign_out_this_browser
 from ..extensions import db
+from ..newsletter import subscriptions
 from ..newsletter.views import apply_choices
 from ..security import private_page
+from . import readers
 
 bp = Blueprint("account", __name__)
 

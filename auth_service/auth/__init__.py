@@ -3,9 +3,9 @@
 from flask import Flask, redirect, request, url_for
 from sqlalchemy.exc import OperationalError
 
-from .. import sessions
 from ..extensions import db, login_manager
 from ..models import Reader
+from . import sessions
 from .views import bp
 
 __all__ = ["bp", "init_app"]

@@ -14,9 +14,9 @@ from flask import current_app, session
 from flask_login import current_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from .. import sessions
 from ..config import signing_keys
 from ..extensions import db
+from . import sessions
 
 COOKIE_SALT = "auth-service.attempt-cookie"
 COOKIE_PATH = "/login"

@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import ValidationError
 
-from .. import addresses
+from . import addresses
 
 FORMAT_HINT = "example@domain.com"
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from .. import abuse, signin
-from ..addresses import InvalidAddress, normalise_address
 from ..extensions import limiter
+from . import abuse, signin
+from .addresses import InvalidAddress, normalise_address
 from .browser import is_known_device, remembered_attempts
 
 GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}

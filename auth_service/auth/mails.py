@@ -3,7 +3,8 @@
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from .. import addresses, mailer, outbox, signin
+from ..mail import mailer, outbox
+from . import addresses, signin
 
 
 def queue_sign_in_mail(issued: signin.IssuedLogin) -> None:

@@ -8,11 +8,11 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_babel import gettext as _
 from flask_login import current_user, login_user
 
-from .. import abuse, signin
 from ..errors import ServiceBusy
 from ..extensions import db
 from ..i18n import current_language
 from ..security import private_page, token_page
+from . import abuse, signin
 from .browser import (
     forget_attempts,
     remember_attempt,

@@ -9,14 +9,14 @@ from flask import Blueprint, abort, current_app, make_response, render_template,
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import editions, subscriptions
-from ..addresses import InvalidAddress, normalise_address
+from ..auth.addresses import InvalidAddress, normalise_address
 from ..errors import error_response, render_error
 from ..extensions import csrf
 from ..i18n import current_language
-from ..mailer import LINK_MARKERS, personalise
+from ..mail.mailer import LINK_MARKERS, personalise
 from ..security import reads_json, token_page
 from ..storable import FIRST_DAY, LAST_DAY, OutOfCalendar, check_day, moment_in_utc
+from . import editions, subscriptions
 
 bp = Blueprint("newsletter", __name__)
 

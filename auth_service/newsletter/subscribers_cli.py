@@ -1,6 +1,6 @@
 """Commands: ``auth-service subscribers export`` and ``subscribers import`` (CSV).
 
-The CSV format, both ways, is documented in :mod:`auth_service.subscribers`.
+The CSV format, both ways, is documented in :mod:`auth_service.newsletter.subscribers`.
 """
 
 from __future__ import annotations

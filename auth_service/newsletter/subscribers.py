@@ -68,18 +68,11 @@ from sqlalchemy import exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from ..auth.addresses import InvalidAddress, normalise_address
+from ..extensions import db
+from ..models import Newsletter, NewsletterConsent, Reader, iso_utc, new_public_id, utcnow
+from ..storable import is_storable
 from . import subscriptions
-from .addresses import InvalidAddress, normalise_address
-from .extensions import db
-from .models import (
-    Newsletter,
-    NewsletterConsent,
-    Reader,
-    iso_utc,
-    new_public_id,
-    utcnow,
-)
-from .storable import is_storable
 
 EXPORT_COLUMNS = (
     "email",

@@ -20,9 +20,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import ObjectDeletedError
 
-from .config import signing_keys
-from .extensions import db
-from .models import Newsletter, NewsletterConsent, Reader, Suppression, utcnow
+from ..config import signing_keys
+from ..extensions import db
+from ..models import Newsletter, NewsletterConsent, Reader, Suppression, utcnow
 
 PREFERENCES_SALT = "auth-service.newsletter-preferences"
 MAIL_EVENTS = {"bounce", "complaint"}

@@ -15,8 +15,8 @@ from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from flask import current_app
 from sqlalchemy import func, select
 
-from .extensions import db
-from .models import OutboxMessage, utcnow
+from ..extensions import db
+from ..models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ signed-in reader is one indexed lookup of the key joined to its reader: the quer
 used to find the reader by an id in the cookie, not one more.
 
 A session lasts ``PERMANENT_SESSION_LIFETIME`` from the sign-in that opened it (30 days
-by default, as the contract says); nothing is written while it is used, so pages cost
+by default, as the contract says, docs/contract.md §3); nothing is written while it is used, so pages cost
 no write. Nothing here touches the request, and nothing here commits: the view or the
 command that calls it does.
 """
@@ -22,8 +22,8 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import delete, select
 
-from .extensions import db
-from .models import Reader, ReaderSession, utcnow
+from ..extensions import db
+from ..models import Reader, ReaderSession, utcnow
 
 DEVICE_ID = re.compile(r"[0-9a-f]{64}")
 

@@ -22,15 +22,11 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import and_, case, literal, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import sessions, subscriptions
-from .config import signing_keys
-from .extensions import db
-from .models import (
-    LoginAttempt,
-    Reader,
-    SignInEvent,
-    utcnow,
-)
+from ..config import signing_keys
+from ..extensions import db
+from ..models import LoginAttempt, Reader, SignInEvent, utcnow
+from ..newsletter import subscriptions
+from . import sessions
 
 LINK_SALT = "auth-service.login-link"
 DAILY_NEWSLETTER = "daily"

@@ -19,15 +19,9 @@ from flask import Flask, current_app
 from sqlalchemy import bindparam, event, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from .extensions import db
-from .mailer import (
-    MESSAGE_REFUSALS,
-    EditionCopies,
-    RenderedMail,
-    is_permanent,
-    transport_for,
-)
-from .models import OutboxMessage, utcnow
+from ..extensions import db
+from ..models import OutboxMessage, utcnow
+from .mailer import MESSAGE_REFUSALS, EditionCopies, RenderedMail, is_permanent, transport_for
 
 log = logging.getLogger(__name__)
 

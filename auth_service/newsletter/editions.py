@@ -19,13 +19,13 @@ from flask_babel import gettext as _
 from sqlalchemy import exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from . import storable, subscriptions
-from .addresses import transport_address
-from .config import public_host
-from .extensions import db
-from .mailer import PREFERENCES_URL, UNSUBSCRIBE_URL, public_url_for
-from .mailto import subject_for
-from .models import (
+from .. import storable
+from ..auth.addresses import transport_address
+from ..config import public_host
+from ..extensions import db
+from ..mail.mailer import PREFERENCES_URL, UNSUBSCRIBE_URL, public_url_for
+from ..mail.outbox import wake_workers
+from ..models import (
     Article,
     Edition,
     Newsletter,
@@ -35,7 +35,8 @@ from .models import (
     Suppression,
     utcnow,
 )
-from .outbox import wake_workers
+from . import subscriptions
+from .mailto import subject_for
 
 BATCH_SIZE = 1000
 

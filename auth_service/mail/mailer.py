@@ -22,9 +22,9 @@ from flask import Flask, current_app, render_template
 from flask_babel import force_locale
 from flask_mail import Connection
 
-from .config import public_host
-from .extensions import db
-from .models import Edition, OutboxMessage
+from ..config import public_host
+from ..extensions import db
+from ..models import Edition, OutboxMessage
 
 log = logging.getLogger(__name__)
 

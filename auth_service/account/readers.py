@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from . import sessions, signin, subscriptions
-from .addresses import transport_address
-from .extensions import db
-from .models import (
+from ..auth import sessions, signin
+from ..auth.addresses import transport_address
+from ..extensions import db
+from ..models import (
     LoginAttempt,
     NewsletterConsent,
     OutboxMessage,
@@ -17,6 +17,7 @@ from .models import (
     Suppression,
     iso_utc,
 )
+from ..newsletter import subscriptions
 
 
 def recent_sign_ins(reader: Reader, limit: int = 10) -> list[SignInEvent]:

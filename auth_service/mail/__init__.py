@@ -1,0 +1,1 @@
+"""Mail: render a mail, queue it in the outbox, deliver it; the dev mailbox."""
