@@ -117,6 +117,7 @@ def unsubscribe_mail_command() -> None:
         pass  # read to the end: a pipe closed early can make the mail server bounce it
     try:
         outcome = unsubscribe_by_mail(raw)
+        db.session.commit()
     except SQLAlchemyError as error:
         db.session.rollback()
         click.echo(f"database unavailable, try again later: {type(error).__name__}", err=True)

@@ -122,7 +122,8 @@ def load(app: Flask, test_config: dict | None) -> None:
     """Fill ``app.config`` from the defaults, the environment, then ``test_config``."""
     app.config.from_object(Config)
     if "PUBLIC_URL" in os.environ:
-        # The contract (docs/contract.md §5) names PUBLIC_URL on its own; the prefixed form wins if both are set.
+        # The contract (docs/contract.md §5) names PUBLIC_URL on its own; the prefixed
+        # form wins if both are set.
         app.config["PUBLIC_URL"] = os.environ["PUBLIC_URL"]
     app.config.from_prefixed_env("AUTH_SERVICE")
     if test_config:

@@ -1,7 +1,9 @@
-"""The tables: readers, their sign-in attempts and consents, articles, the mail outbox.
+"""The tables: readers and their sessions, sign-in attempts and events, newsletters with
+their consents, suppressions and editions, articles, the mail outbox, rate-limit counters.
 
-Models know nothing of the app or of HTTP; the rules that use them live in ``signin``,
-``outbox`` and ``articles``.
+Models know nothing of the app or of HTTP; the rules that use them live in the feature
+packages: ``auth`` (sign-in, sessions), ``account``, ``articles``, ``newsletter`` and
+``mail`` (the outbox), and the counters in ``limit_storage``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
 
 from .extensions import db
+
+# The newsletter every reader is offered on the wall; it exists from the first migration.
+DAILY_NEWSLETTER = "daily"
+# What an outbox message is: a sign-in mail (its link and code are secrets) or a copy
+# of a newsletter edition.
+SIGN_IN_MAIL = "signin"
+NEWSLETTER_COPY = "newsletter"
 
 
 def utcnow() -> datetime:
@@ -171,7 +180,7 @@ class Newsletter(db.Model):
     name_en: Mapped[str] = mapped_column(String(200))
     description_fr: Mapped[str] = mapped_column(Text, default="")
     description_en: Mapped[str] = mapped_column(Text, default="")
-    cadence: Mapped[str] = mapped_column(String(32), default="daily")
+    cadence: Mapped[str] = mapped_column(String(32), default="daily")  # a cadence, not a slug
     default_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
 
     def name(self, locale: str) -> str:
@@ -310,7 +319,7 @@ class OutboxMessage(db.Model):
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
     headers: Mapped[dict] = mapped_column(JSON, default=dict)
-    kind: Mapped[str] = mapped_column(String(32), default="signin")
+    kind: Mapped[str] = mapped_column(String(32), default=SIGN_IN_MAIL)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # A worker that picked the message up holds it until then, so two workers never

@@ -1,4 +1,5 @@
-"""The reader's journey (docs/contract.md §1) in a real browser: Debian's Chromium, driven by Playwright.
+"""The reader's journey (docs/contract.md §1) in a real browser: Debian's Chromium,
+driven by Playwright.
 
 The service runs on a real threaded HTTP server, its outbox worker runs in process, and
 the mail travels over SMTP to a real aiosmtpd server; the link and the code are read from

@@ -14,16 +14,19 @@ from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select, text, update
+from test_newsletter import new_reader, publish, send
 
 from auth_service.auth import signin
 from auth_service.auth.mails import queue_sign_in_mail
 from auth_service.extensions import db
 from auth_service.mail import outbox
+from auth_service.mail.mailer import LINK_MARKERS
 from auth_service.models import LoginAttempt, OutboxMessage, utcnow
 
 SITE = "http://news.test"  # PUBLIC_URL in the app fixture: the browser talks to it too
@@ -575,7 +578,8 @@ def test_mail_refused_for_good_is_marked_failed_and_the_others_still_go_out(
      ("MAIL", "451 4.3.0 too busy, try again later")],
 )
 def test_mail_refused_for_now_is_tried_again_later(client, picky_smtp_server, stage, reply):
-    """A 4xx reply is temporary (RFC 5321): the mail must wait, not be lost (docs/contract.md §4)."""
+    """A 4xx reply is temporary (RFC 5321): the mail must wait, not be lost
+    (docs/contract.md §4)."""
     mailbox = picky_smtp_server.recorder
     if stage == "MAIL":
         mailbox.refuse_sender = reply
@@ -767,6 +771,48 @@ def test_dev_mailbox_page_lists_the_mail_and_shows_its_link(client, app):
     assert "sandbox" in html.headers["Content-Security-Policy"].split()
     assert f'href="{link}"' in html.get_data(as_text=True)
     assert client.get(f"{SITE}/dev/mailbox").status_code in (200, 301, 308)
+
+
+@pytest.mark.settings(DEV_MODE=True)
+def test_dev_mailbox_shows_a_newsletter_copy_with_the_reader_s_own_links(client, app, runner):
+    """A copy's row holds no body (the edition does, with markers for the reader's
+    links): the dev mailbox shows it as the reader gets it, links in place."""
+    publish()
+    new_reader("lectrice@example.com")
+    assert send(runner).exit_code == 0
+    (row,) = outbox_rows()
+    own = row.personal
+    outbox.deliver_due()
+
+    listing = client.get(f"{SITE}/dev/mailbox/").get_data(as_text=True)
+    assert "lectrice@example.com" in listing
+    (page_path,) = re.findall(r'href="(/dev/mailbox/[^"/]+\.eml)"', listing)
+    page = unescape(client.get(f"{SITE}{page_path}").get_data(as_text=True))
+    html = unescape(client.get(f"{SITE}{page_path}/html").get_data(as_text=True))
+    for link in (own["preferences"], own["unsubscribe"]):
+        assert link.startswith(f"{SITE}/newsletter/")
+        assert link in page
+        assert f'href="{link}"' in html
+    for marker in LINK_MARKERS.values():
+        assert marker not in page and marker not in html
+
+
+def test_dev_mailbox_logs_the_links_of_a_newsletter_copy(app, runner, caplog, capsys):
+    """The console is where a developer trying the demo looks first: a copy's own links
+    show there as a sign-in link does, though its row holds no body."""
+    publish()
+    new_reader("lectrice@example.com")
+    assert send(runner).exit_code == 0
+    (row,) = outbox_rows()
+    own = row.personal
+
+    with caplog.at_level("INFO"):
+        assert outbox.deliver_due().sent == 1
+
+    printed = capsys.readouterr().out
+    for link in (own["preferences"], own["unsubscribe"]):
+        assert link in caplog.text
+        assert link in printed
 
 
 def test_dev_mailbox_page_does_not_exist_outside_dev_mode(client, app):

@@ -4,8 +4,8 @@ Editions travel for real: ``auth-service newsletter send daily`` queues them thr
 outbox, ``outbox.deliver_due`` hands them over SMTP to an aiosmtpd server on 127.0.0.1,
 and the tests read the links the way a reader's mail client shows them. Sending itself
 (headers, RFC 8058, crashes, who gets what) is in ``test_newsletter_edition.py``, the
-bounce webhook and the staff preview in ``test_newsletter_publisher.py``; both import the
-helpers below.
+bounce webhook and the staff preview in ``test_newsletter_publisher.py`` (here only that
+no cache keeps the preview); both import the helpers below.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def new_reader(email: str, *, locale: str = "fr", subscribed: bool = True) -> Re
     db.session.commit()
     if subscribed:
         subscriptions.subscribe(reader, daily(), wording="Recevoir La Une du jour", source="test")
+        db.session.commit()
     return reader
 
 
@@ -260,7 +261,7 @@ def test_the_wall_opt_in_records_the_wording_shown_and_the_page_at_sign_in(app, 
     [consent] = consents_of("wall@example.com")
     assert consent.newsletter.slug == "daily"
     assert consent.wording == shown
-    assert "newsletter" in shown.lower()  # the French sentence of the box, not a key
+    assert shown.startswith("Recevoir la newsletter")  # the French sentence of the box
     assert consent.source == "/articles/le-train-de-nuit"
     assert before - timedelta(seconds=5) <= consent.consented_at <= datetime.now(UTC)
     assert consent.withdrawn_at is None
@@ -525,3 +526,26 @@ def test_a_link_of_the_first_editions_still_unsubscribes(app, client):
         {"r": reader.id, "f": "0" * 20}
     )
     assert client.get(f"/newsletter/unsubscribe?n=daily&token={wrong}").status_code == 400
+
+
+# --- The staff preview, kept by no cache ------------------------------------------------
+
+PREVIEW_KEY = "preview-key-0123456789"
+PREVIEW = f"/newsletter/daily/preview?date={DAY.isoformat()}"
+
+
+@pytest.mark.settings(NEWSLETTER_PREVIEW_KEY=PREVIEW_KEY)
+def test_the_staff_preview_is_stored_by_no_cache(app, reader, client):
+    """An unpublished edition, let in by a header a shared cache does not vary on: a
+    cached copy would be served to anyone who asks for the same URL without the key."""
+    publish()
+    with_key = app.test_client().get(PREVIEW, headers={"X-API-Key": PREVIEW_KEY})
+    reader.sign_in("newsroom@example.com")
+    reader_named("newsroom@example.com").is_staff = True
+    db.session.commit()
+    as_staff = client.get(PREVIEW)
+
+    for response in (with_key, as_staff):
+        assert response.status_code == 200
+        assert "Le train de nuit revient" in response.get_data(as_text=True)
+        assert response.headers.get("Cache-Control") == "no-store"

@@ -306,6 +306,7 @@ def test_only_subscribed_readers_without_a_mail_problem_get_the_edition(app, run
     )
     subscriptions.unsubscribe(reader_named("withdrew@example.com"), daily())
     subscriptions.record_mail_event("bounced@example.com", "bounce", utcnow())
+    db.session.commit()
 
     later = send_and_deliver(runner, smtp_server, NEXT_DAY)
 

@@ -326,7 +326,7 @@ def test_too_long_address_says_the_limit(reader, client, typed, says):
     in_english(client)
     response = reader.ask_for_link(typed)
     assert response.status_code == 422
-    assert says in text_of(response)
+    assert f"at most {says} characters" in text_of(response)
     assert rows(OutboxMessage) == []
 
 
@@ -820,13 +820,15 @@ def test_sign_in_gives_the_browser_a_new_session_cookie(app, client):
     assert _session_cookie(client) not in (None, before)
 
 
-def test_session_cookie_from_before_sign_in_opens_nothing(app, client, browser):
+def test_session_cookie_from_before_sign_in_opens_nothing(app, client, browser, articles):
     client.get("/login")
     captured = _session_cookie(client)
     sign_in(app, client)
     browser.set_cookie("auth_session", captured)
     assert browser.get("/account").status_code in (302, 303)
-    assert GATED_SENTENCE not in browser.get("/articles/train-de-nuit").get_data(as_text=True)
+    article = browser.get("/articles/train-de-nuit")
+    assert article.status_code == 200 and forms_of(article, "/login")  # the wall
+    assert GATED_SENTENCE not in article.get_data(as_text=True)
 
 
 def test_session_cookie_is_httponly_lax_and_lasts_thirty_days(reader):

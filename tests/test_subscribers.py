@@ -64,6 +64,7 @@ def account(
         )
     for slug in withdrawn:
         subscriptions.unsubscribe(person, subscriptions.newsletter(slug))
+    db.session.commit()
     return person
 
 
@@ -129,6 +130,7 @@ def test_export_after_sign_ups_has_the_columns_and_one_row_per_consent(app, cli,
     Reader(app, app.test_client()).sign_in("ben@example.com", newsletter=True)
     Reader(app, app.test_client()).sign_in("no-newsletter@example.com")
     subscriptions.unsubscribe(reader_named("ben@example.com"), subscriptions.newsletter("daily"))
+    db.session.commit()
 
     _, rows = export(cli)
 
@@ -150,6 +152,7 @@ def test_export_keeps_only_the_latest_consent_of_each_newsletter(app, cli, weekl
     subscriptions.subscribe(
         person, subscriptions.newsletter("daily"), wording="Again, please.", source="preferences"
     )
+    db.session.commit()
 
     _, rows = export(cli)
 
@@ -465,6 +468,7 @@ def test_an_export_imported_back_changes_nothing(app, cli, weekly, tmp_path, rea
     account("josé@exämple.fr", wording='Say "oui",\nthen go; please')
     back = account("back@example.com", withdrawn=("daily",))
     subscriptions.subscribe(back, subscriptions.newsletter("daily"), wording="x", source="y")
+    db.session.commit()
     first, rows = export(cli)
     assert len(rows) == 1 + 7
     before = snapshot()

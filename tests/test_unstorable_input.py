@@ -452,6 +452,7 @@ def test_a_nul_beside_a_genuine_link_changes_no_subscription(app, client, path, 
         subscriptions.unsubscribe(account, daily)
     else:
         subscriptions.subscribe(account, daily, wording="Recevoir La Une", source="test")
+    db.session.commit()
     query = {"n": "daily", "token": subscriptions.preferences_token(account)}
     data = {"List-Unsubscribe": "One-Click"}
     if where == "form-field":
@@ -682,6 +683,7 @@ def lea(app):
     db.session.add(account)
     db.session.commit()
     subscriptions.subscribe(account, subscriptions.newsletter("daily"), wording="w", source="t")
+    db.session.commit()
     return account, subscriptions.preferences_token(account).encode()
 
 

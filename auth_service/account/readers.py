@@ -79,10 +79,12 @@ def _suppression_of(reader: Reader) -> dict | None:
 
 
 def delete_reader(reader: Reader) -> None:
-    """Delete ``reader`` and everything kept about their address, then commit.
+    """Delete ``reader`` and everything kept about their address (the caller commits).
 
-    Consents and sign-ins go with the account (``ON DELETE CASCADE``); sign-in attempts,
-    a recorded bounce and mail still in the outbox name the address, so they go too.
+    Every row that hangs from the reader (consents, sign-ins, sessions) is deleted here,
+    in the lock order of sign-in; ``ON DELETE CASCADE`` on those tables is only a second
+    guard. Sign-in attempts, a recorded bounce and mail still in the outbox name the
+    address rather than the reader, so they go too.
     """
     address = reader.email
     # Sign-in's lock order: the address's attempts first, then the reader, then what
@@ -100,7 +102,6 @@ def delete_reader(reader: Reader) -> None:
     db.session.execute(delete(SignInEvent).where(SignInEvent.reader_id == reader.id))
     db.session.execute(delete(ReaderSession).where(ReaderSession.reader_id == reader.id))
     db.session.delete(reader)
-    db.session.commit()
 
 
 BROWSERS = (

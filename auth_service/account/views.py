@@ -20,8 +20,8 @@ from flask_login import current_user, login_required
 from ..auth import addresses, sessions
 from ..auth.browser import forget_device, sign_out_this_browser
 from ..extensions import db
+from ..i18n import current_language
 from ..newsletter import subscriptions
-from ..newsletter.views import apply_choices
 from ..security import private_page
 from . import readers
 
@@ -103,6 +103,7 @@ def delete():
         error = _("Type your email address exactly as shown above to delete your account.")
         return _render_account(delete_error=error, typed=typed[:320]), 422
     readers.delete_reader(current_user._get_current_object())
+    db.session.commit()
     sign_out_this_browser()
     flash(_("Your account and its data have been deleted."), "success")
     response = redirect(url_for("articles.front_page"), 303)
@@ -115,7 +116,10 @@ def delete():
 def newsletters():
     """Subscribe to the ticked newsletters, unsubscribe from the others."""
     chosen = set(request.form.getlist("newsletter"))
-    apply_choices(current_user._get_current_object(), chosen, source=request.path)
+    subscriptions.choose_ticked(
+        current_user._get_current_object(), chosen, locale=current_language(), source=request.path
+    )
+    db.session.commit()
     flash(_("Your newsletter choices are saved."), "success")
     return redirect(url_for("account.account"), 303)
 
@@ -125,5 +129,6 @@ def newsletters():
 def clear_mail_problem():
     """The reader says their address works again: newsletters may go out to it."""
     subscriptions.clear_suppression(current_user._get_current_object())
+    db.session.commit()
     flash(_("Thank you: we will write to your address again."), "success")
     return redirect(url_for("account.account"), 303)

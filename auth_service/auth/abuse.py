@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import OutboxMessage, utcnow
+from ..models import SIGN_IN_MAIL, OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def mail_ceiling_reached(*, now: datetime | None = None) -> bool:
     now = now or utcnow()
     queued = db.session.scalar(
         select(func.count(OutboxMessage.id)).where(
-            OutboxMessage.kind == "signin", OutboxMessage.created_at > now - timedelta(hours=1)
+            OutboxMessage.kind == SIGN_IN_MAIL, OutboxMessage.created_at > now - timedelta(hours=1)
         )
     )
     if queued >= ceiling:

@@ -4,6 +4,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from ..mail import mailer, outbox
+from ..models import SIGN_IN_MAIL
 from . import addresses, signin
 
 
@@ -21,4 +22,4 @@ def queue_sign_in_mail(issued: signin.IssuedLogin) -> None:
         minutes=current_app.config["LOGIN_TOKEN_MAX_AGE"] // 60,
         address=attempt.email,
     )
-    outbox.queue(rendered, kind="signin")
+    outbox.queue(rendered, kind=SIGN_IN_MAIL)

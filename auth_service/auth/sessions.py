@@ -7,9 +7,9 @@ signed-in reader is one indexed lookup of the key joined to its reader: the quer
 used to find the reader by an id in the cookie, not one more.
 
 A session lasts ``PERMANENT_SESSION_LIFETIME`` from the sign-in that opened it (30 days
-by default, as the contract says, docs/contract.md §3); nothing is written while it is used, so pages cost
-no write. Nothing here touches the request, and nothing here commits: the view or the
-command that calls it does.
+by default, as the contract says: docs/contract.md §3); nothing is written while it is
+used, so pages cost no write. Nothing here touches the request, and nothing here
+commits: the view or the command that calls it does.
 """
 
 from __future__ import annotations

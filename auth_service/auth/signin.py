@@ -24,12 +24,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..config import signing_keys
 from ..extensions import db
-from ..models import LoginAttempt, Reader, SignInEvent, utcnow
+from ..models import DAILY_NEWSLETTER, LoginAttempt, Reader, SignInEvent, utcnow
 from ..newsletter import subscriptions
 from . import sessions
 
 LINK_SALT = "auth-service.login-link"
-DAILY_NEWSLETTER = "daily"
 ATTEMPT_ID = re.compile(r"[0-9a-f]{32}")
 CODE = re.compile(r"[0-9]{6}")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -278,6 +277,9 @@ def consume_code(attempt_ids: list[str], code: str, *, now: datetime | None = No
     won = next((attempt_id for attempt_id, used_at in outcome if used_at is not None), None)
     if won is not None:
         return _reload(won)
+    # The one commit of this module, on purpose: the try a wrong guess spent must stay
+    # spent whatever the caller does with the error (a view that rolls back on its
+    # error path would otherwise hand out free guesses).
     db.session.commit()
     raise _code_refusal("wrong_code", attempt_ids, now)
 
@@ -351,7 +353,7 @@ def complete(
     Creates the account at its first confirmed sign-in, voids every other open link and
     code of the address, opens a server-side session (its key is on the returned
     reader's ``session_key``; ``replacing_session`` is the one this browser held until
-    now, which ends), and commits. A daily-newsletter consent is recorded only
+    now, which ends). The caller commits. A daily-newsletter consent is recorded only
     when ``newsletter_wording`` is given: the view passes the box the reader ticked in
     the browser that signs in, never what another browser asked for.
     """
@@ -382,7 +384,6 @@ def complete(
     sessions.open_session(
         reader, user_agent=user_agent, network=network, now=now, replacing=replacing_session
     )
-    db.session.commit()
     return reader
 
 

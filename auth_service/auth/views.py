@@ -235,6 +235,7 @@ def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bo
         network=signin.approximate_network(request.remote_addr),
         replacing_session=current_user.session_key if current_user.is_authenticated else None,
     )
+    db.session.commit()
     # A new session: nothing from before the sign-in carries over (no fixation).
     session.clear()
     login_user(reader)

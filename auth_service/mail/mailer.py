@@ -348,7 +348,9 @@ class DevMailbox:
         temporary = path.with_suffix(".tmp")
         temporary.write_bytes(build_message(message).as_bytes())
         temporary.replace(path)
-        links = re.findall(r"^https?://\S+$", message.text_body, flags=re.MULTILINE)
+        # A newsletter copy's row holds no body: read the text the reader gets.
+        _subject, text, _html = bodies_of(message)
+        links = re.findall(r"^https?://\S+$", text, flags=re.MULTILINE)
         log.info("Dev mailbox: mail to %s: %s", message.to_address, " ".join(links))
         # The console is where a developer trying the demo looks first.
         print(f" * Mail to {message.to_address}: {message.subject}", flush=True)

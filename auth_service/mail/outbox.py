@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, event, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import OutboxMessage, utcnow
+from ..models import SIGN_IN_MAIL, OutboxMessage, utcnow
 from .mailer import MESSAGE_REFUSALS, EditionCopies, RenderedMail, is_permanent, transport_for
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "auth_service_outbox"
 # Mails that carry a secret (a sign-in link and code): their bodies are kept only until
 # they are delivered or given up, so the database never holds a usable link for long.
-SECRET_KINDS = {"signin"}
+SECRET_KINDS = {SIGN_IN_MAIL}
 REMOVED = "[removed once handled: this mail held a sign-in link]"
 SECRETS_REMOVED = {"text_body": REMOVED, "html_body": REMOVED}
 # A claim lasts CLAIM_SECONDS, or longer with a long MAIL_TIMEOUT: long enough that no
@@ -255,9 +255,7 @@ def _send(connection, batch: _Batch, marks: SentMarks, report: DeliveryReport) -
     pending = batch.pending
     # Start no message that the slowest send could carry past the end of the claim:
     # another worker could then take it too. The rest go back to the queue.
-    stop_at = (
-        batch.claimed_at + claim_length() - _slowest_send() - timedelta(seconds=CLAIM_SLACK)
-    )
+    stop_at = batch.claimed_at + claim_length() - _slowest_send() - timedelta(seconds=CLAIM_SLACK)
     while pending:
         if utcnow() > stop_at:
             marks.settle()
@@ -320,7 +318,8 @@ class SentMarks:
         self.settle()
         statement = _SENT_SECRET if message.kind in SECRET_KINDS else _SENT
         self._waiting = (
-            statement, {"row_id": message.id, "when": utcnow(), "tries": message.attempts + 1}
+            statement,
+            {"row_id": message.id, "when": utcnow(), "tries": message.attempts + 1},
         )
 
     def settle(self) -> None:

@@ -26,6 +26,7 @@ from ..extensions import db
 from ..mail.mailer import PREFERENCES_URL, UNSUBSCRIBE_URL, public_url_for
 from ..mail.outbox import wake_workers
 from ..models import (
+    NEWSLETTER_COPY,
     Article,
     Edition,
     Newsletter,
@@ -264,7 +265,7 @@ class _CopyMaker:
                 "Content-Language": locale,
                 "Precedence": "bulk",
             },
-            "kind": "newsletter",
+            "kind": NEWSLETTER_COPY,
             "created_at": self.now,
             "next_attempt_at": self.now,
             "attempts": 0,

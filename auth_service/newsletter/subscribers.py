@@ -70,7 +70,15 @@ from sqlalchemy.orm import aliased
 
 from ..auth.addresses import InvalidAddress, normalise_address
 from ..extensions import db
-from ..models import Newsletter, NewsletterConsent, Reader, iso_utc, new_public_id, utcnow
+from ..models import (
+    DAILY_NEWSLETTER,
+    Newsletter,
+    NewsletterConsent,
+    Reader,
+    iso_utc,
+    new_public_id,
+    utcnow,
+)
 from ..storable import is_storable
 from . import subscriptions
 
@@ -543,7 +551,7 @@ def import_subscribers(
     source: BinaryIO,
     *,
     file_name: str,
-    newsletter: str = "daily",
+    newsletter: str = DAILY_NEWSLETTER,
     dry_run: bool = False,
     batch_size: int = BATCH_SIZE,
 ) -> ImportReport:

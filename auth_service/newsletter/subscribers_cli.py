@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
+from ..models import DAILY_NEWSLETTER
 from .subscribers import ImportReport, SubscribersError, import_subscribers, write_export
 
 subscribers_group = click.Group(
@@ -83,7 +84,7 @@ def _export_to_file(path: Path, slug: str | None) -> int:
     "--newsletter",
     "slug",
     metavar="SLUG",
-    default="daily",
+    default=DAILY_NEWSLETTER,
     show_default=True,
     help="The newsletter of rows that do not name one in a newsletter column.",
 )

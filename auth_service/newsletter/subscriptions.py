@@ -1,6 +1,7 @@
 """Who receives which newsletter: consents, signed preference links, suppressions.
 
-No request, no session: views and commands hand in readers and newsletters. A
+No request, no session, no commit: views and commands hand in readers and newsletters,
+and commit what these functions wrote. A
 subscription is an open consent row (``withdrawn_at IS NULL``); unsubscribing closes it,
 subscribing again opens a new one with the wording shown that time.
 """
@@ -13,8 +14,9 @@ import hmac
 from datetime import UTC, datetime
 
 from flask import current_app
+from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import delete, inspect, select
+from sqlalchemy import delete, inspect, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -63,20 +65,17 @@ def subscriptions(reader: Reader) -> list[tuple[Newsletter, bool]]:
 
 
 def subscribe(reader: Reader, letter: Newsletter, *, wording: str, source: str) -> None:
-    """Record consent to ``letter`` (once), with the wording shown and where; commit."""
+    """Record consent to ``letter`` (once), with the wording shown and where."""
     record_consent(reader, letter, wording=wording, source=source)
-    db.session.commit()
 
 
 def unsubscribe(reader: Reader, letter: Newsletter, *, now: datetime | None = None) -> bool:
-    """Withdraw consent to ``letter``; commit. Whether there was one to withdraw."""
-    withdrawn = _close(reader, letter, now or utcnow())
-    db.session.commit()
-    return withdrawn
+    """Withdraw consent to ``letter``. Whether there was one to withdraw."""
+    return _close(reader, letter, now or utcnow())
 
 
 def choose(reader: Reader, chosen: set[str], *, wordings: dict[str, str], source: str) -> None:
-    """Receive exactly the ``chosen`` newsletters (by slug); one commit for all.
+    """Receive exactly the ``chosen`` newsletters (by slug), in one transaction.
 
     ``wordings`` holds, per slug, the label the reader ticked: it is their consent.
     Several consent rows change, so the reader's row is locked first: the order of
@@ -92,20 +91,34 @@ def choose(reader: Reader, chosen: set[str], *, wordings: dict[str, str], source
             )
         elif letter.slug not in chosen and subscribed:
             _close(reader, letter, now)
-    db.session.commit()
+
+
+def consent_wording(letter: Newsletter, locale: str) -> str:
+    """The label of a newsletter's box, as the reader saw it: the consent they gave."""
+    return _("Receive %(name)s", name=letter.name(locale))
+
+
+def choose_ticked(reader: Reader, chosen: set[str], *, locale: str, source: str) -> None:
+    """:func:`choose`, recording as consent the label of each box in ``locale``."""
+    wordings = {letter.slug: consent_wording(letter, locale) for letter in all_newsletters()}
+    choose(reader, chosen, wordings=wordings, source=source)
 
 
 def lock_reader(reader: Reader) -> None:
-    """Lock the reader's row until the transaction ends (nothing on SQLite, whose one
-    writer at a time already serialises).
+    """Lock the reader's row until the transaction ends.
 
-    Raises ``ObjectDeletedError`` if the account was deleted meanwhile (the error pages
-    answer it with a calm 410).
+    A write that changes nothing (``SET id = id``): on PostgreSQL it takes the row's
+    lock, on SQLite the database's write lock, so that what follows reads and writes
+    rows that nobody deletes meanwhile. Raises ``ObjectDeletedError`` if the account was
+    deleted already (the error pages answer it with a calm 410).
     """
-    found = db.session.execute(
-        select(Reader.id).where(Reader.id == reader.id).with_for_update()
-    ).first()
-    if found is None:
+    locked = db.session.execute(
+        update(Reader)
+        .where(Reader.id == reader.id)
+        .values(id=Reader.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if locked != 1:
         raise ObjectDeletedError(inspect(reader))
 
 
@@ -209,7 +222,7 @@ def _reader_from_legacy_token(reader_id: int, fingerprint: str) -> Reader | None
 
 
 def record_mail_event(address: str, event: str, reported_at: datetime) -> None:
-    """Mark ``address`` suppressed after a bounce or a complaint; commit.
+    """Mark ``address`` suppressed after a bounce or a complaint.
 
     One statement that inserts or updates, so two reports of one new address arriving
     at once cannot both try to insert it.
@@ -224,7 +237,6 @@ def record_mail_event(address: str, event: str, reported_at: datetime) -> None:
             set_={"event": statement.excluded.event, "reported_at": statement.excluded.reported_at},
         )
     )
-    db.session.commit()
 
 
 def suppression_of(reader: Reader) -> Suppression | None:
@@ -233,6 +245,5 @@ def suppression_of(reader: Reader) -> Suppression | None:
 
 
 def clear_suppression(reader: Reader) -> None:
-    """The reader says their address works again; commit."""
+    """The reader says their address works again (the caller commits)."""
     db.session.execute(delete(Suppression).where(Suppression.email == reader.email))
-    db.session.commit()

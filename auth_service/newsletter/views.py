@@ -11,16 +11,14 @@ from flask_login import current_user
 
 from ..auth.addresses import InvalidAddress, normalise_address
 from ..errors import error_response, render_error
-from ..extensions import csrf
+from ..extensions import csrf, db
 from ..i18n import current_language
 from ..mail.mailer import LINK_MARKERS, personalise
-from ..security import reads_json, token_page
+from ..security import private_page, reads_json, token_page
 from ..storable import FIRST_DAY, LAST_DAY, OutOfCalendar, check_day, moment_in_utc
 from . import editions, subscriptions
 
 bp = Blueprint("newsletter", __name__)
-
-ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 def _reader_and_letter():
@@ -58,6 +56,7 @@ def unsubscribe_now():
     token_page()
     reader, letter = _reader_and_letter()
     subscriptions.unsubscribe(reader, letter)
+    db.session.commit()
     if request.form.get("List-Unsubscribe") == "One-Click" and not request.form.get("page"):
         return _("You are unsubscribed."), 200, {"Content-Type": "text/plain; charset=utf-8"}
     return render_template(
@@ -74,6 +73,7 @@ def resubscribe():
     subscriptions.subscribe(
         reader, letter, wording=_("Oops, subscribe me again"), source=request.path
     )
+    db.session.commit()
     return render_template(
         "newsletter/unsubscribe.html", letter=letter, subscribed=True, done=False, resubscribed=True
     )
@@ -89,7 +89,8 @@ def preferences():
     saved = False
     if request.method == "POST":
         chosen = set(request.form.getlist("newsletter"))
-        apply_choices(reader, chosen, source=request.path)
+        subscriptions.choose_ticked(reader, chosen, locale=current_language(), source=request.path)
+        db.session.commit()
         saved = True
     return render_template(
         "newsletter/preferences.html",
@@ -99,23 +100,12 @@ def preferences():
     )
 
 
-def consent_wording(letter, locale: str) -> str:
-    """The label of a newsletter's box, as the reader saw it: the consent they gave."""
-    return _("Receive %(name)s", name=letter.name(locale))
-
-
-def apply_choices(reader, chosen: set[str], *, source: str) -> None:
-    """Receive exactly the ticked newsletters, recording the label of each box ticked."""
-    locale = current_language()
-    wordings = {
-        letter.slug: consent_wording(letter, locale) for letter in subscriptions.all_newsletters()
-    }
-    subscriptions.choose(reader, chosen, wordings=wordings, source=source)
-
-
 @bp.get("/newsletter/<slug>/preview")
 def preview(slug: str):
     """An edition as a subscriber would see it, for newsroom staff."""
+    # Let in by a header or a staff session, neither of which a shared cache varies on:
+    # a stored copy would show the edition before it is sent to anyone asking the URL.
+    private_page()
     key = current_app.config["NEWSLETTER_PREVIEW_KEY"]
     given = request.headers.get("X-API-Key", "")
     staff = current_user.is_authenticated and current_user.is_staff
@@ -172,6 +162,7 @@ def mail_events():
         return {"error": "nothing recorded", "rejected": rejected}, 422
     for address, kind, moment in parsed:
         subscriptions.record_mail_event(address, kind, moment)
+    db.session.commit()
     return {"recorded": len(parsed)}, 200
 
 
