@@ -47,7 +47,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import database, errors, i18n, limit_storage, security
     from .extensions import csrf, db, limiter, mail, migrate
 
-    database.init_app(app)
+    database.init_app(app)  # and the SQLite pragmas of every connection (a listener)
     migrate.init_app(app, db, directory=str(resource("migrations")))
     mail.init_app(app)
     csrf.init_app(app)
@@ -58,7 +58,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
 
     from . import account, articles, auth, health, newsletter
-    from .mail import devmail
+    from .mail import devmail, outbox
+
+    outbox.init_app(app)  # listeners: wake the mail worker after a commit that queued mail
 
     app.register_blueprint(articles.bp)
     auth.init_app(app)

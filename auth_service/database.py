@@ -14,7 +14,6 @@ from .extensions import db
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-@event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, _record) -> None:
     """Make SQLite wait for a lock instead of failing with "database is locked".
 
@@ -36,7 +35,10 @@ OLDEST_SQLITE = (3, 35, 0)
 
 
 def init_app(app: Flask) -> None:
-    """Attach Flask-SQLAlchemy to ``app``."""
+    """Attach Flask-SQLAlchemy to ``app``; tune every SQLite connection (a listener on
+    SQLAlchemy's Engine class, registered once per process)."""
+    if not event.contains(Engine, "connect", _tune_sqlite):
+        event.listen(Engine, "connect", _tune_sqlite)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         check_sqlite_version(sqlite3.sqlite_version_info)
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])

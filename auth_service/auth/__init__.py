@@ -11,7 +11,6 @@ from .views import bp
 __all__ = ["bp", "init_app"]
 
 
-@login_manager.user_loader
 def load_reader(session_key: str) -> Reader | None:
     """The reader of the live server-side session whose key the cookie carries, if any.
 
@@ -24,7 +23,6 @@ def load_reader(session_key: str) -> Reader | None:
         return None
 
 
-@login_manager.unauthorized_handler
 def ask_to_sign_in():
     """Send a signed-out reader to the form, with a way back to where they were."""
     target = request.full_path.rstrip("?") if request.query_string else request.path
@@ -32,8 +30,11 @@ def ask_to_sign_in():
 
 
 def init_app(app: Flask) -> None:
-    """Attach Flask-Login and this blueprint to ``app``."""
+    """Attach Flask-Login (how a session names its reader, where a signed-out reader is
+    sent) and this blueprint to ``app``."""
     login_manager.init_app(app)
+    login_manager.user_loader(load_reader)
+    login_manager.unauthorized_handler(ask_to_sign_in)
     # Flask-Login's own protection would tie sessions to an IP and user agent hash;
     # sign-in already rotates the session, and mobile readers change networks often.
     login_manager.session_protection = None

@@ -67,7 +67,17 @@ def wake_workers() -> None:
         db.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
-@event.listens_for(Session, "after_commit")
+def init_app(app) -> None:
+    """Listen to every session's commits and rollbacks, to wake the worker after mail
+    was queued (once per process: the listeners belong to SQLAlchemy's Session class)."""
+    for name, listener in (
+        ("after_commit", _wake_after_commit),
+        ("after_rollback", _forget_after_rollback),
+    ):
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
+
+
 def _wake_after_commit(session: Session) -> None:
     """Wake an in-process worker once a transaction that queued mail has committed."""
     if session.info.pop("outbox_queued", False):
@@ -76,7 +86,6 @@ def _wake_after_commit(session: Session) -> None:
             wakeup.set()
 
 
-@event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     """A rolled-back transaction queued nothing."""
     session.info.pop("outbox_queued", None)
