@@ -58,7 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
 
     from . import account, articles, auth, health, newsletter
-    from .mail import devmail, outbox
+    from .mail import dev_mailbox, outbox
 
     outbox.init_app(app)  # listeners: wake the mail worker after a commit that queued mail
 
@@ -68,7 +68,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(newsletter.bp)
     if app.config["DEV_MODE"]:
-        app.register_blueprint(devmail.bp)
+        app.register_blueprint(dev_mailbox.bp)
 
     from . import cli
 

@@ -22,8 +22,8 @@ from .config import ConfigurationError
 from .extensions import db
 from .mail.outbox import Worker, deliver_due
 from .newsletter.editions import EditionError, queue_edition, today
-from .newsletter.mailto import MAX_BYTES, unsubscribe_by_mail
 from .newsletter.subscribers_cli import subscribers_group
+from .newsletter.unsubscribe_mail import MAX_BYTES, unsubscribe_by_mail
 from .storable import is_storable
 
 

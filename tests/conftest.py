@@ -284,7 +284,7 @@ class Mail:
         return re.search(r"(?<!\d)(\d{6})(?!\d)", without_link).group(1)
 
 
-class Reader:
+class Visitor:
     """A reader at a browser: asks for links, reads the mail the service queued."""
 
     def __init__(self, app, client):
@@ -328,7 +328,7 @@ class Reader:
 @pytest.fixture
 def reader(app, client):
     """The reader of the journey, at the ``client`` browser."""
-    return Reader(app, client)
+    return Visitor(app, client)
 
 
 # --- A real SMTP server -------------------------------------------------------------

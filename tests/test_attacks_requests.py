@@ -13,7 +13,7 @@ from datetime import timedelta
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from conftest import SECRET, Reader, csrf_token, free_port
+from conftest import SECRET, Visitor, csrf_token, free_port
 from flask import abort
 from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
@@ -262,19 +262,19 @@ def lands_on_this_site(location: str) -> bool:
 
 def _by_link(app, client, target):
     """The link, opened in the browser that asked."""
-    return Reader(app, client).sign_in(ADDRESS, next_url=target)
+    return Visitor(app, client).sign_in(ADDRESS, next_url=target)
 
 
 def _by_confirm(app, client, target):
     """The link, opened elsewhere and confirmed with the button."""
-    asking = Reader(app, app.test_client())
+    asking = Visitor(app, app.test_client())
     asking.ask_for_link(ADDRESS, next_url=target)
     return post_form(client, "/login/verify", {"token": asking.last_mail().token})
 
 
 def _by_code(app, client, target):
     """The code, typed in the browser that asked."""
-    reader = Reader(app, client)
+    reader = Visitor(app, client)
     reader.ask_for_link(ADDRESS, next_url=target)
     return post_form(client, "/login/code", {"code": reader.last_mail().code})
 
@@ -324,12 +324,12 @@ def _victim_at(app, client, route):
     if route == "/login":
         return {"email": "victim@example.com"}
     if route == "/login/verify":  # login CSRF: the attacker's own link
-        attacker = Reader(app, app.test_client())
+        attacker = Visitor(app, app.test_client())
         attacker.ask_for_link("attacker@example.com")
         return {"token": attacker.last_mail().token}
     if route == "/login/code":
-        Reader(app, client).ask_for_link(ADDRESS)
-        return {"code": Reader(app, client).last_mail().code}
+        Visitor(app, client).ask_for_link(ADDRESS)
+        return {"code": Visitor(app, client).last_mail().code}
     sign_in(app, client)
     return {"confirm": ADDRESS} if route == "/account/delete" else {}
 
@@ -386,7 +386,7 @@ def test_forged_form_changes_nothing(app, client, route, token):
 def _every_page(app, client) -> dict:
     """One response of each kind of HTML page, signed out and then signed in."""
     import_articles(ARTICLES)
-    other, reader = app.test_client(), Reader(app, client)
+    other, reader = app.test_client(), Visitor(app, client)
     pages = {
         "front": client.get("/"),
         "wall": client.get("/articles/train-de-nuit"),

@@ -9,7 +9,7 @@ proves it), or the unticked box of the confirm page that any other browser sees.
 from __future__ import annotations
 
 import pytest
-from conftest import Reader, csrf_token
+from conftest import Visitor, csrf_token
 from test_pages import ADDRESS, forms_of, in_english, rows, text_of
 
 from auth_service.models import NewsletterConsent
@@ -38,7 +38,7 @@ def confirm_form(response) -> dict:
 
 def test_a_box_ticked_by_someone_else_subscribes_nobody(app, reader, browser):
     """Defence: the attacker's ticked box is not the victim's consent."""
-    attacker = Reader(app, app.test_client())
+    attacker = Visitor(app, app.test_client())
     attacker.ask_for_link(ADDRESS, newsletter=True)
     page = in_english(browser).get(f"/login/verify?token={reader.last_mail().token}")
     assert browser.post("/login/verify", data=confirm_form(page)).status_code == 303
@@ -47,7 +47,7 @@ def test_a_box_ticked_by_someone_else_subscribes_nobody(app, reader, browser):
 
 def test_the_confirm_page_offers_the_newsletter_unticked(app, reader, browser):
     """The reader who opens the link elsewhere chooses for themself, from a clear box."""
-    Reader(app, app.test_client()).ask_for_link(ADDRESS, newsletter=True)
+    Visitor(app, app.test_client()).ask_for_link(ADDRESS, newsletter=True)
     page = in_english(browser).get(f"/login/verify?token={reader.last_mail().token}")
     [form] = forms_of(page, "/login/verify")
     box = form.field("newsletter")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
-from conftest import Reader, csrf_token
+from conftest import Visitor, csrf_token
 from itsdangerous import URLSafeTimedSerializer
 from test_pages import (
     ADDRESS,
@@ -197,7 +197,7 @@ def test_huge_next_is_dropped_or_refused(app, client):
 def test_repeated_next_field_lands_on_this_site(app, client):
     data = {"email": ADDRESS, "next": ["//evil.example", "/articles/x"]}
     assert post_form(client, "/login", data).status_code == 303
-    landing = client.get(f"/login/verify?token={Reader(app, client).last_mail().token}")
+    landing = client.get(f"/login/verify?token={Visitor(app, client).last_mail().token}")
     assert urlsplit(urljoin("http://news.test/", landing.location)).netloc == "news.test"
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import select, text, update
 from test_newsletter import new_reader, publish, send
 
 from auth_service.auth import signin
-from auth_service.auth.mails import queue_sign_in_mail
+from auth_service.auth.signin_mail import queue_sign_in_mail
 from auth_service.extensions import db
 from auth_service.mail import outbox
 from auth_service.mail.mailer import LINK_MARKERS

@@ -19,8 +19,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 import pytest
-from conftest import SECRET, csrf_token
-from conftest import Reader as Browser
+from conftest import SECRET, Visitor, csrf_token
 from itsdangerous import URLSafeSerializer
 from sqlalchemy import func, select
 
@@ -255,7 +254,7 @@ def test_the_wall_opt_in_records_the_wording_shown_and_the_page_at_sign_in(app, 
     assert db.session.scalar(select(func.count(NewsletterConsent.id))) == 0
     before = datetime.now(UTC)
 
-    opened = client.get(f"/login/verify?token={Browser(app, client).last_mail().token}")
+    opened = client.get(f"/login/verify?token={Visitor(app, client).last_mail().token}")
 
     assert opened.status_code == 303 and opened.location.endswith("/articles/le-train-de-nuit")
     [consent] = consents_of("wall@example.com")
@@ -273,7 +272,7 @@ def test_an_english_reader_s_consent_holds_the_english_sentence_they_saw(app, cl
     page = client.get("/login").get_data(as_text=True)
     shown = label_of(page, "newsletter")
 
-    Browser(app, client).sign_in("english@example.com", next_url="/", newsletter=True)
+    Visitor(app, client).sign_in("english@example.com", next_url="/", newsletter=True)
 
     [consent] = consents_of("english@example.com")
     assert consent.wording == shown

@@ -22,8 +22,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import pytest
-from conftest import SECRET
-from conftest import Reader as Browser
+from conftest import SECRET, Visitor
 from sqlalchemy import func, select, update
 from test_newsletter import (
     DAY,
@@ -98,7 +97,7 @@ def two_copies(app, reader, runner, smtp_server):
     """Léa (French) and Sam (English) signed up on the wall; the edition of DAY delivered."""
     publish()
     reader.sign_in("lea@example.com", newsletter=True)
-    english = Browser(app, app.test_client())
+    english = Visitor(app, app.test_client())
     english.client.get("/?lang=en")
     english.sign_in("sam@example.com", newsletter=True)
     copies = send_and_deliver(runner, smtp_server)

@@ -19,7 +19,7 @@ from html.parser import HTMLParser
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
-from conftest import Reader, csrf_token
+from conftest import Visitor, csrf_token
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select, update
 
@@ -59,7 +59,7 @@ def in_english(browser):
 
 def sign_in(app, browser, email=ADDRESS, *, next_url="/", newsletter=False):
     """Sign ``browser`` in with the link of a fresh mail; return the final response."""
-    return Reader(app, browser).sign_in(email, next_url=next_url, newsletter=newsletter)
+    return Visitor(app, browser).sign_in(email, next_url=next_url, newsletter=newsletter)
 
 
 def is_signed_in(browser) -> bool:
@@ -369,7 +369,7 @@ def test_pages_and_mail_do_not_tell_whether_an_account_exists(app, reader, brows
     pages, mails = [], []
     for address in ("known@example.com", "new@example.com"):
         someone = app.test_client()
-        Reader(app, someone).ask_for_link(address)
+        Visitor(app, someone).ask_for_link(address)
         pages.append(_without_secrets(someone.get("/login/sent").get_data(as_text=True),
                                       address))
         mail = reader.last_mail()
@@ -983,7 +983,7 @@ def test_delete_without_the_exact_address_deletes_nothing(app, client, typed):
 def test_delete_removes_the_account_its_data_and_every_session(app, client, browser):
     sign_in(app, client, newsletter=True)
     sign_in(app, browser)
-    Reader(app, app.test_client()).ask_for_link(ADDRESS)  # a link still waiting
+    Visitor(app, app.test_client()).ask_for_link(ADDRESS)  # a link still waiting
     response = post_form(client, "/account/delete", {"confirm": "  Reader@EXAMPLE.com "},
                          page="/account")
     assert response.status_code == 303

@@ -11,7 +11,7 @@ import json
 import re
 
 import pytest
-from conftest import Reader, csrf_token
+from conftest import Visitor, csrf_token
 from sqlalchemy import event
 
 from auth_service.extensions import db
@@ -29,7 +29,7 @@ def browser(app):
 def sign_in(app, browser, email: str = ADDRESS, ua: str = "Mozilla/5.0 (X11; Linux) Firefox/130"):
     """Sign ``browser`` in by the link of a fresh mail."""
     browser.environ_base["HTTP_USER_AGENT"] = ua
-    assert Reader(app, browser).sign_in(email).status_code == 303
+    assert Visitor(app, browser).sign_in(email).status_code == 303
 
 
 def is_signed_in(browser) -> bool:
@@ -128,7 +128,7 @@ def test_signing_in_again_in_a_signed_in_browser_ends_its_earlier_session(app, c
     session behind that a copy of its old cookie could still use."""
     sign_in(app, client, "first@example.com")
     old_copy = copy_of(app, client)
-    reader = Reader(app, browser)
+    reader = Visitor(app, browser)
     reader.ask_for_link("second@example.com")
     confirm = client.get(f"/login/verify?token={reader.last_mail().token}")
     token = re.search(r'name="token" value="([^"]+)"', confirm.get_data(as_text=True)).group(1)

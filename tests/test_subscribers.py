@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Reader
+from conftest import Visitor
 from sqlalchemy import delete, event, func, select
 
 from auth_service.extensions import db
@@ -127,8 +127,8 @@ def reader_named(email: str) -> ReaderAccount | None:
 
 def test_export_after_sign_ups_has_the_columns_and_one_row_per_consent(app, cli, reader):
     reader.sign_in("ana@example.com", newsletter=True, next_url="/articles/un-article")
-    Reader(app, app.test_client()).sign_in("ben@example.com", newsletter=True)
-    Reader(app, app.test_client()).sign_in("no-newsletter@example.com")
+    Visitor(app, app.test_client()).sign_in("ben@example.com", newsletter=True)
+    Visitor(app, app.test_client()).sign_in("no-newsletter@example.com")
     subscriptions.unsubscribe(reader_named("ben@example.com"), subscriptions.newsletter("daily"))
     db.session.commit()
 

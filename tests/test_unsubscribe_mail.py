@@ -29,7 +29,7 @@ from test_newsletter_edition import unsubscribe_header_links
 
 from auth_service.cli import unsubscribe_mail_command
 from auth_service.mail import outbox
-from auth_service.newsletter import mailto as mailto_module
+from auth_service.newsletter import unsubscribe_mail as mailto_module
 
 READER = "lea@example.com"
 OTHER = "sam@example.com"

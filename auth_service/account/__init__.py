@@ -1,6 +1,6 @@
 """The reader's account: their data, sign out everywhere, export, delete."""
 
-from .readers import describe_device
+from .personal_data import describe_device
 from .views import bp
 
 __all__ = ["bp"]

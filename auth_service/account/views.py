@@ -23,7 +23,7 @@ from ..extensions import db
 from ..i18n import current_language
 from ..newsletter import subscriptions
 from ..security import private_page
-from . import readers
+from . import personal_data
 
 bp = Blueprint("account", __name__)
 
@@ -36,7 +36,7 @@ def _render_account(**extra):
         reader=current_user,
         choices=subscriptions.subscriptions(current_user),
         suppression=subscriptions.suppression_of(current_user),
-        sign_ins=readers.recent_sign_ins(current_user),
+        sign_ins=personal_data.recent_sign_ins(current_user),
         devices=sessions.live_sessions(current_user),
         this_device=sessions.key_hash(current_user.session_key),
         **extra,
@@ -82,7 +82,7 @@ def sign_out_device(device_id: str):
 def export():
     """The reader's data as a JSON download."""
     private_page()
-    body = json.dumps(readers.export(current_user), ensure_ascii=False, indent=2)
+    body = json.dumps(personal_data.export(current_user), ensure_ascii=False, indent=2)
     return Response(
         body,
         mimetype="application/json",
@@ -102,7 +102,7 @@ def delete():
     if not confirmed:
         error = _("Type your email address exactly as shown above to delete your account.")
         return _render_account(delete_error=error, typed=typed[:320]), 422
-    readers.delete_reader(current_user._get_current_object())
+    personal_data.delete_reader(current_user._get_current_object())
     db.session.commit()
     sign_out_this_browser()
     flash(_("Your account and its data have been deleted."), "success")

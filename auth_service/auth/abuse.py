@@ -9,6 +9,7 @@ count of the outbox, not of requests.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
@@ -87,18 +88,45 @@ def refusal(address: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Screening:
+    """What to do with a sign-up form before mailing, in the order it is decided.
+
+    ``outcome`` is ``"decoy"`` (a bot filled the honeypot: the usual answer, no mail),
+    ``"suggest"`` (a likely typo: offer ``suggestion`` first), ``"refuse"`` (a blocked
+    or disposable domain, ``refusal`` says which), or ``"mail"``.
+    """
+
+    outcome: str
+    suggestion: str | None = None
+    refusal: str | None = None
+
+
+def screen(address: str, *, honeypot: str = "", as_typed: bool = False) -> Screening:
+    """The honeypot, then the typo hint (before any block list, which holds typo
+    domains), then the block lists: the one chain both the view and the address limits
+    follow, so that the limits count exactly the requests that mail."""
+    if honeypot:
+        return Screening("decoy")
+    suggestion = None if as_typed else suggest_correction(address)
+    if suggestion:
+        return Screening("suggest", suggestion=suggestion)
+    refused = refusal(address)
+    if refused:
+        return Screening("refuse", refusal=refused)
+    return Screening("mail")
+
+
 def may_mail(address: str | None, *, honeypot: str = "", as_typed: bool = False) -> bool:
     """Whether a sign-up form with this address would lead to a mail.
 
-    Not for a bot (honeypot filled), nor while a typo hint is pending, nor for a refused
-    domain. Only requests that would mail count against the address's limit, so a probe
-    by any of these ways learns nothing about the address's recent links.
+    Only requests that would mail count against the address's limits, so a probe by a
+    honeypot, a typo or a refused domain learns nothing about the address's recent
+    links.
     """
-    if address is None or honeypot:
+    if address is None:
         return False
-    if not as_typed and suggest_correction(address):
-        return False
-    return refusal(address) is None
+    return screen(address, honeypot=honeypot, as_typed=as_typed).outcome == "mail"
 
 
 def mail_ceiling_reached(*, now: datetime | None = None) -> bool:

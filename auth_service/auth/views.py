@@ -37,7 +37,7 @@ from .limits import (
     resend_chain,
     resends_per_chain,
 )
-from .mails import queue_sign_in_mail
+from .signin_mail import queue_sign_in_mail
 
 bp = Blueprint("auth", __name__)
 
@@ -80,13 +80,15 @@ def request_link():
     private_page()  # every answer below may show the address typed
     if not form.validate():
         return render_template("auth/login.html", form=form), 422
-    if form.website.data:
+    screening = abuse.screen(
+        form.address, honeypot=form.website.data or "", as_typed=bool(form.as_typed.data)
+    )
+    if screening.outcome == "decoy":
         return _pretend_sent(form.address)
-    suggestion = None if form.as_typed.data else abuse.suggest_correction(form.address)
-    if suggestion:
-        return render_template("auth/login.html", form=form, suggestion=suggestion)
-    if refused := abuse.refusal(form.address):
-        form.email.errors.append(str(REFUSALS[refused]))
+    if screening.outcome == "suggest":
+        return render_template("auth/login.html", form=form, suggestion=screening.suggestion)
+    if screening.outcome == "refuse":
+        form.email.errors.append(str(REFUSALS[screening.refusal]))
         return render_template("auth/login.html", form=form), 422
     if abuse.mail_ceiling_reached():
         raise ServiceBusy()

@@ -302,14 +302,16 @@ def _shared_edition(message: OutboxMessage) -> _SharedEdition | None:
     if edition is None:
         return None
     _own, headers = _split_headers(message)
-    built = _alternatives(edition.subject, edition.text_body, edition.html_body,
-                          international=False)
+    built = _alternatives(
+        edition.subject, edition.text_body, edition.html_body, international=False
+    )
     for name, value in headers.items():
         built[name] = value
     # A reader's link can only be put in a body sent as it is, in 7 or 8 bits: in
     # quoted-printable or base64 (a line too long for SMTP) it would need encoding too.
-    if any(part["Content-Transfer-Encoding"] not in ("7bit", "8bit")
-           for part in built.iter_parts()):
+    if any(
+        part["Content-Transfer-Encoding"] not in ("7bit", "8bit") for part in built.iter_parts()
+    ):
         return None
     data = built.as_bytes()
     for marker in LINK_MARKERS.values():

@@ -37,7 +37,7 @@ from ..models import (
     utcnow,
 )
 from . import subscriptions
-from .mailto import subject_for
+from .unsubscribe_mail import subject_for
 
 BATCH_SIZE = 1000
 

@@ -58,7 +58,7 @@ def export(reader: Reader) -> dict:
             }
             for event in reader.sign_ins
         ],
-        "mail_problem": _suppression_of(reader),
+        "mail_problem": _mail_problem(subscriptions.suppression_of(reader)),
         "sessions": [
             {
                 "signed_in_at": iso_utc(device.created_at),
@@ -70,9 +70,8 @@ def export(reader: Reader) -> dict:
     }
 
 
-def _suppression_of(reader: Reader) -> dict | None:
-    """The bounce or complaint recorded for the reader's address, if any."""
-    found = db.session.scalar(select(Suppression).where(Suppression.email == reader.email))
+def _mail_problem(found: Suppression | None) -> dict | None:
+    """The bounce or complaint recorded for the reader's address, as exported."""
     if found is None:
         return None
     return {"event": found.event, "reported_at": iso_utc(found.reported_at)}
