@@ -6,12 +6,16 @@ import sqlite3
 
 from flask import Flask
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from .config import ConfigurationError
 from .extensions import db
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# INSERT … ON CONFLICT … RETURNING, spelled the same on both databases but built by
+# each dialect's own construct: the upserts of the rate limits and the suppressions.
+UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:

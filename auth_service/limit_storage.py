@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 from flask import Flask
 from limits.storage import Storage
 from sqlalchemy import ColumnElement, case, delete, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import ConfigurationError
+from .database import UPSERTS
 from .extensions import db
 from .models import RateLimitCounter
 
@@ -41,9 +41,6 @@ SCHEME = "auth-service-db"
 URI = f"{SCHEME}://"
 COUNTERS = RateLimitCounter.__table__
 KEY_LENGTH = COUNTERS.c.key.type.length
-# The upsert is dialect-specific: both spell ON CONFLICT the same way, and SQLite has
-# RETURNING since 3.35, which ``database.check_sqlite_version`` already demands.
-INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def init_app(app: Flask) -> None:
@@ -78,7 +75,7 @@ def _check_database_storage(app: Flask) -> None:
             "RATELIMIT_STRATEGY, or set RATELIMIT_STORAGE_URI to redis://… to use it."
         )
     database = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    if database.get_backend_name() not in INSERTS:
+    if database.get_backend_name() not in UPSERTS:
         raise ConfigurationError(
             f"the database storage of rate limits ({URI}) works on SQLite and PostgreSQL, "
             f"not {database.get_backend_name()}; set RATELIMIT_STORAGE_URI to redis://…"
@@ -143,7 +140,7 @@ class DatabaseStorage(Storage):
         """
         now = time.time()
         engine = db.engine
-        insert = INSERTS[engine.dialect.name](COUNTERS).values(
+        insert = UPSERTS[engine.dialect.name](COUNTERS).values(
             key=stored_key(key), hits=amount, expires_at=now + expiry
         )
         ended = COUNTERS.c.expires_at <= now

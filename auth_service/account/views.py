@@ -65,14 +65,13 @@ def sign_out_everywhere():
 @login_required
 def sign_out_device(device_id: str):
     """End one session of this reader: a device they no longer use, or this one."""
-    this_one = device_id == sessions.key_hash(current_user.session_key)
+    if device_id == sessions.key_hash(current_user.session_key):
+        sign_out_this_browser()  # which ends this session, wherever it was copied
+        flash(_("You are signed out."), "success")
+        return redirect(url_for("articles.front_page"), 303)
     if not sessions.end_device(current_user._get_current_object(), device_id):
         abort(404)
     db.session.commit()
-    if this_one:
-        sign_out_this_browser()
-        flash(_("You are signed out."), "success")
-        return redirect(url_for("articles.front_page"), 303)
     flash(_("That device is signed out."), "success")
     return redirect(url_for("account.account"), 303)
 

@@ -8,6 +8,7 @@ other browser (or a mail scanner) only gets a confirm button.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app, session
@@ -27,9 +28,59 @@ MAX_NEXT_LENGTH = 2048
 GRACE_SECONDS = 3600
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    """Signs the cookie with the current key; accepts the fallback keys too."""
-    return URLSafeTimedSerializer(signing_keys(current_app), salt=COOKIE_SALT)
+@dataclass(frozen=True)
+class SignedList:
+    """A cookie holding a short list of strings, newest first, signed with the secret
+    keys (the current one signs, the fallbacks still verify) so that only the service
+    can write it. A forged, stale or malformed cookie reads as an empty list."""
+
+    salt: str
+    name_setting: str  # the config key of the cookie's name
+    path: str
+    most: int
+
+    def _serializer(self) -> URLSafeTimedSerializer:
+        """The signer, with this cookie's own salt."""
+        return URLSafeTimedSerializer(signing_keys(current_app), salt=self.salt)
+
+    def read(self, request, max_age: int) -> list[str]:
+        """The strings this browser's cookie holds, newest first."""
+        value = request.cookies.get(current_app.config[self.name_setting])
+        if not value:
+            return []
+        try:
+            items = self._serializer().loads(value, max_age=max_age)
+        except BadSignature:
+            return []
+        if not isinstance(items, list):
+            return []
+        return [item for item in items if isinstance(item, str)][: self.most]
+
+    def write(self, response, newest: str, earlier: list[str], max_age: int) -> None:
+        """Put ``newest`` first, keep the earlier ones (without repeating it)."""
+        items = [newest, *[item for item in earlier if item != newest]][: self.most]
+        response.set_cookie(
+            current_app.config[self.name_setting],
+            self._serializer().dumps(items),
+            max_age=max_age,
+            **self._attributes(),
+        )
+
+    def drop(self, response) -> None:
+        """Delete the cookie."""
+        response.delete_cookie(current_app.config[self.name_setting], **self._attributes())
+
+    def _attributes(self) -> dict:
+        """Path and flags: HttpOnly, SameSite=Lax, Secure when the public URL is https."""
+        return {
+            "path": self.path,
+            "httponly": True,
+            "samesite": "Lax",
+            "secure": current_app.config["SESSION_COOKIE_SECURE"],
+        }
+
+
+ATTEMPTS = SignedList(COOKIE_SALT, "ATTEMPT_COOKIE_NAME", COOKIE_PATH, MAX_REMEMBERED)
 
 
 def _cookie_age() -> int:
@@ -39,31 +90,12 @@ def _cookie_age() -> int:
 
 def remembered_attempts(request) -> list[str]:
     """The attempt ids in this browser's cookie, newest first; none if it is forged."""
-    value = request.cookies.get(current_app.config["ATTEMPT_COOKIE_NAME"])
-    if not value:
-        return []
-    try:
-        ids = _serializer().loads(value, max_age=_cookie_age())
-    except BadSignature:
-        return []
-    if not isinstance(ids, list):
-        return []
-    return [item for item in ids if isinstance(item, str)][:MAX_REMEMBERED]
+    return ATTEMPTS.read(request, _cookie_age())
 
 
 def remember_attempt(response, attempt_id: str, earlier: list[str]) -> None:
     """Add ``attempt_id`` to the cookie, keeping the earlier ones that may be open."""
-    ids = [attempt_id, *[item for item in earlier if item != attempt_id]][:MAX_REMEMBERED]
-    config = current_app.config
-    response.set_cookie(
-        config["ATTEMPT_COOKIE_NAME"],
-        _serializer().dumps(ids),
-        max_age=_cookie_age(),
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="Lax",
-        secure=config["SESSION_COOKIE_SECURE"],
-    )
+    ATTEMPTS.write(response, attempt_id, earlier, _cookie_age())
 
 
 def sign_out_this_browser() -> None:
@@ -78,13 +110,7 @@ def sign_out_this_browser() -> None:
 
 def forget_attempts(response) -> None:
     """Drop the attempt cookie once the reader is signed in."""
-    response.delete_cookie(
-        current_app.config["ATTEMPT_COOKIE_NAME"],
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="Lax",
-        secure=current_app.config["SESSION_COOKIE_SECURE"],
-    )
+    ATTEMPTS.drop(response)
 
 
 def safe_next(target: str | None) -> str:
@@ -107,6 +133,8 @@ def safe_next(target: str | None) -> str:
 DEVICE_SALT = "auth-service.known-device"
 DEVICE_COOKIE_AGE = 365 * 24 * 3600
 MAX_KNOWN_ADDRESSES = 5
+# Only a sign-in in this browser writes it.
+KNOWN_DEVICE = SignedList(DEVICE_SALT, "DEVICE_COOKIE_NAME", "/", MAX_KNOWN_ADDRESSES)
 
 
 def _address_digests(address: str) -> list[str]:
@@ -120,32 +148,13 @@ def _address_digests(address: str) -> list[str]:
     ]
 
 
-def _device_serializer() -> URLSafeTimedSerializer:
-    """Signs the known-device cookie; only a sign-in in this browser can write it."""
-    return URLSafeTimedSerializer(signing_keys(current_app), salt=DEVICE_SALT)
-
-
-def _known_digests(request) -> list[str]:
-    """The addresses this browser has signed in with, as digests; none if forged."""
-    value = request.cookies.get(current_app.config["DEVICE_COOKIE_NAME"])
-    if not value:
-        return []
-    try:
-        digests = _device_serializer().loads(value, max_age=DEVICE_COOKIE_AGE)
-    except BadSignature:
-        return []
-    if not isinstance(digests, list):
-        return []
-    return [item for item in digests if isinstance(item, str)][:MAX_KNOWN_ADDRESSES]
-
-
 def is_known_device(request, address: str) -> bool:
     """Whether this browser has signed in with ``address`` before (within a year).
 
     The exact normalised address, not its inbox: on a domain where "+tags" are other
     people's mailboxes, signing in as one must not vouch for another.
     """
-    known = _known_digests(request)
+    known = KNOWN_DEVICE.read(request, DEVICE_COOKIE_AGE)
     return any(digest in known for digest in _address_digests(address))
 
 
@@ -155,25 +164,10 @@ def remember_device(response, request, address: str) -> None:
     Such a browser is not held back by the per-address ceiling that strangers can
     spend (see ``limits``): nobody can lock a reader out of their own browsers.
     """
-    digest = _address_digests(address)[0]
-    digests = [digest, *[item for item in _known_digests(request) if item != digest]]
-    response.set_cookie(
-        current_app.config["DEVICE_COOKIE_NAME"],
-        _device_serializer().dumps(digests[:MAX_KNOWN_ADDRESSES]),
-        max_age=DEVICE_COOKIE_AGE,
-        path="/",
-        httponly=True,
-        samesite="Lax",
-        secure=current_app.config["SESSION_COOKIE_SECURE"],
-    )
+    earlier = KNOWN_DEVICE.read(request, DEVICE_COOKIE_AGE)
+    KNOWN_DEVICE.write(response, _address_digests(address)[0], earlier, DEVICE_COOKIE_AGE)
 
 
 def forget_device(response) -> None:
     """Drop the known-device cookie (the account is deleted)."""
-    response.delete_cookie(
-        current_app.config["DEVICE_COOKIE_NAME"],
-        path="/",
-        httponly=True,
-        samesite="Lax",
-        secure=current_app.config["SESSION_COOKIE_SECURE"],
-    )
+    KNOWN_DEVICE.drop(response)

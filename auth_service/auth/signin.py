@@ -189,21 +189,18 @@ def lock_attempts_of(attempt_ids: list[str]) -> None:
     has no row locks; its single writer already serialises these transactions.
     """
     addresses = select(LoginAttempt.email).where(LoginAttempt.id.in_(attempt_ids))
-    db.session.execute(
-        select(LoginAttempt.id)
-        .where(LoginAttempt.email.in_(addresses.scalar_subquery()))
-        .order_by(LoginAttempt.id)
-        .with_for_update()
-    ).all()
+    _lock_attempts(LoginAttempt.email.in_(addresses.scalar_subquery()))
 
 
 def lock_attempts_of_address(address: str) -> None:
     """:func:`lock_attempts_of` for an address (account deletion takes the same order)."""
+    _lock_attempts(LoginAttempt.email == address)
+
+
+def _lock_attempts(which) -> None:
+    """Lock the attempts ``which`` selects, in id order: the one order of every taker."""
     db.session.execute(
-        select(LoginAttempt.id)
-        .where(LoginAttempt.email == address)
-        .order_by(LoginAttempt.id)
-        .with_for_update()
+        select(LoginAttempt.id).where(which).order_by(LoginAttempt.id).with_for_update()
     ).all()
 
 

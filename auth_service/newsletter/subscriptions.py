@@ -17,12 +17,11 @@ from flask import current_app
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete, inspect, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import ObjectDeletedError
 
 from ..config import signing_keys
+from ..database import UPSERTS
 from ..extensions import db
 from ..models import Newsletter, NewsletterConsent, Reader, Suppression, utcnow
 
@@ -227,8 +226,7 @@ def record_mail_event(address: str, event: str, reported_at: datetime) -> None:
     One statement that inserts or updates, so two reports of one new address arriving
     at once cannot both try to insert it.
     """
-    insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
-    statement = insert(Suppression).values(
+    statement = UPSERTS[db.engine.dialect.name](Suppression).values(
         email=address, event=event, reported_at=reported_at, recorded_at=utcnow()
     )
     db.session.execute(
