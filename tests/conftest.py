@@ -241,6 +241,9 @@ def runner(app):
 def pytest_configure(config):
     """Declare the markers the tests use."""
     config.addinivalue_line("markers", "settings(**config): extra app settings for one test")
+    config.addinivalue_line(
+        "markers", "live_settings(**config): extra settings of the gunicorn server of live.py"
+    )
 
 
 # --- Reading pages and mail ---------------------------------------------------------

@@ -122,10 +122,11 @@ class LiveServer:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _environment(database_url: str, folder: Path, port: int) -> dict:
+def _environment(database_url: str, folder: Path, port: int, settings: dict) -> dict:
     """What an operator exports for the service: key, database, instance, public URL.
 
-    Rate limits are off: the tests send many requests from one address on purpose.
+    Rate limits are off unless ``settings`` (``@pytest.mark.live_settings``) turn them
+    on: most tests send many requests from one address on purpose.
     """
     instance = folder / "instance"
     instance.mkdir(exist_ok=True)
@@ -144,10 +145,11 @@ def _environment(database_url: str, folder: Path, port: int) -> dict:
         "AUTH_SERVICE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         # gunicorn's control socket goes here, not in a home folder shared by every run.
         "XDG_RUNTIME_DIR": str(folder),
+        **{f"AUTH_SERVICE_{key}": str(value) for key, value in settings.items()},
     }
 
 
-def start_gunicorn(database_url: str, folder: Path) -> LiveServer:
+def start_gunicorn(database_url: str, folder: Path, settings: dict | None = None) -> LiveServer:
     """Start gunicorn with ``WORKERS`` processes of ``THREADS`` threads; wait for /healthz."""
     port = free_port()
     log = folder / "gunicorn.log"
@@ -183,7 +185,7 @@ def start_gunicorn(database_url: str, folder: Path) -> LiveServer:
                 "--error-logfile",
                 "-",
             ],
-            env=_environment(database_url, folder, port),
+            env=_environment(database_url, folder, port, settings or {}),
             # gunicorn imports the app from its working folder: the tree of these tests.
             cwd=ROOT,
             stdout=output,
@@ -239,7 +241,8 @@ def stop_gunicorn(server: LiveServer) -> None:
 def live_server(database_url, tmp_path, request) -> Iterator[LiveServer]:
     """The app under gunicorn on the test's database; its log is shown if the test fails."""
     failed_before = request.session.testsfailed
-    server = start_gunicorn(database_url, tmp_path)
+    marker = request.node.get_closest_marker("live_settings")
+    server = start_gunicorn(database_url, tmp_path, marker.kwargs if marker else None)
     yield server
     stop_gunicorn(server)
     if request.session.testsfailed > failed_before:

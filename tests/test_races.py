@@ -471,3 +471,25 @@ def test_deleting_an_account_while_its_newsletter_choices_are_saved(live_server,
         if saved not in (303, 410) or deleted != 303 or _readers(live_server, address) or left:
             failures[trial] = f"saved {saved}, deleted {deleted}, {left} orphan consents"
     assert not failures, f"{len(failures)} of {TRIALS} trials went wrong: {failures}"
+
+
+# --- Limits counted by every process together -------------------------------------------
+
+
+@pytest.mark.live_settings(RATELIMIT_ENABLED="true")
+def test_twelve_requests_for_one_inbox_at_once_send_one_mail(live_server):
+    """Twelve browsers on one network ask for a link to one inbox at the same instant,
+    spread over both gunicorn processes. The limits count in the database by default
+    (one atomic upsert per hit), so "one link a minute" lets exactly one through: with
+    a counter per process, or a read-then-write counter, more would pass."""
+    browsers = [Browser(live_server) for _ in range(12)]
+    forms = [{"email": "bombed@example.com", "csrf_token": b.csrf_token()} for b in browsers]
+    statuses = Counter(
+        _statuses(
+            release_together(
+                [b.prepare("POST", "/login", form) for b, form in zip(browsers, forms, strict=True)]
+            )
+        )
+    )
+    assert statuses == {303: 1, 429: 11}, statuses
+    assert len(live_server.mails_to("bombed@example.com")) == 1
