@@ -20,7 +20,7 @@ from . import create_app
 from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
 from .extensions import db
-from .mail.outbox import Worker, deliver_due
+from .mail.worker import Worker, deliver_due
 from .newsletter.editions import EditionError, queue_edition, today
 from .newsletter.subscribers_cli import subscribers_group
 from .newsletter.unsubscribe_mail import MAX_BYTES, unsubscribe_by_mail

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from auth_service import create_app
 from auth_service.extensions import db
-from auth_service.mail.outbox import Worker
+from auth_service.mail.worker import Worker
 
 ARRIVAL_TIMEOUT = 10.0  # seconds to wait for one mail before counting it lost
 
@@ -143,8 +143,12 @@ def print_table(results: list[dict], database: str) -> None:
     for result in results:
         values = result["latencies"]
         if values:
-            figures = [statistics.median(result["posts"]), statistics.median(values),
-                       percentile(values, 0.95), max(values)]
+            figures = [
+                statistics.median(result["posts"]),
+                statistics.median(values),
+                percentile(values, 0.95),
+                max(values),
+            ]
             cells = " ".join(f"{value * 1000:>8.1f}" for value in figures)
             cells = " " + cells
         else:
@@ -157,35 +161,52 @@ def print_table(results: list[dict], database: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse the options, run both modes, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--count", type=int, default=50,
-                        help="sign-ins per worker mode (default: 50)")
-    parser.add_argument("--database-url",
-                        help="SQLAlchemy URL of a PostgreSQL database to use (it is "
-                             "migrated; default: a temporary SQLite file)")
-    parser.add_argument("--poll-interval", type=float, default=None,
-                        help="OUTBOX_POLL_INTERVAL for the separate worker on SQLite "
-                             "(default: the service's own)")
+    parser.add_argument(
+        "-n", "--count", type=int, default=50, help="sign-ins per worker mode (default: 50)"
+    )
+    parser.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL of a PostgreSQL database to use (it is "
+        "migrated; default: a temporary SQLite file)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        help="OUTBOX_POLL_INTERVAL for the separate worker on SQLite (default: the service's own)",
+    )
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
     sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port(),
-                            enable_SMTPUTF8=True)
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
     controller.start()
     with tempfile.TemporaryDirectory(prefix="mail-latency-") as folder:
         database_url = options.database_url or f"sqlite:///{folder}/bench.sqlite3"
         app = build_app(database_url, controller.port, options.poll_interval)
         dialect = database_url.split(":", 1)[0]
-        separate = "LISTEN/NOTIFY" if dialect.startswith("postgresql") else (
-            f"polls every {app.config['OUTBOX_POLL_INTERVAL']} s"
+        separate = (
+            "LISTEN/NOTIFY"
+            if dialect.startswith("postgresql")
+            else (f"polls every {app.config['OUTBOX_POLL_INTERVAL']} s")
         )
         began = time.perf_counter()
         try:
             results = [
-                measure(app, sink, label="(a) in-process, woken on commit",
-                        count=options.count, in_process=True),
-                measure(app, sink, label=f"(b) separate, {separate}",
-                        count=options.count, in_process=False),
+                measure(
+                    app,
+                    sink,
+                    label="(a) in-process, woken on commit",
+                    count=options.count,
+                    in_process=True,
+                ),
+                measure(
+                    app,
+                    sink,
+                    label=f"(b) separate, {separate}",
+                    count=options.count,
+                    in_process=False,
+                ),
             ]
         finally:
             controller.stop()

@@ -170,8 +170,10 @@ def private_postgres():
     """
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
-        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql); "
-                         "or run with --database sqlite")
+        raise SystemExit(
+            "PostgreSQL is not installed (apt-get install postgresql); "
+            "or run with --database sqlite"
+        )
     binaries = found[-1].parent
     folder = Path(tempfile.mkdtemp(prefix="bench-newsletter-pg-"))
     data = folder / "data"
@@ -181,35 +183,62 @@ def private_postgres():
     started = False
     try:
         subprocess.run(
-            _as_postgres([str(binaries / "initdb"), "-D", str(data), "-U", "postgres",
-                          "-A", "trust", "-E", "UTF8", "--no-locale"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    str(binaries / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
-            _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-w",
-                          "-l", str(folder / "log"),
-                          "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
-                          "start"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    str(binaries / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-w",
+                    "-l",
+                    str(folder / "log"),
+                    "-o",
+                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         started = True
         from sqlalchemy import create_engine, text
 
-        admin = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
-                              isolation_level="AUTOCOMMIT")
+        admin = create_engine(
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as connection:
             connection.execute(text("CREATE DATABASE bench"))
             connection.execute(text("CREATE DATABASE bench_trace"))
             version = connection.execute(text("SHOW server_version")).scalar()
         admin.dispose()
         server = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-        yield ({"main": f"{server}/bench", "trace": f"{server}/bench_trace"},
-               f"PostgreSQL {version.split()[0]}")
+        yield (
+            {"main": f"{server}/bench", "trace": f"{server}/bench_trace"},
+            f"PostgreSQL {version.split()[0]}",
+        )
     finally:
         if started:
             subprocess.run(
-                _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast",
-                              "-w", "stop"]),
+                _as_postgres(
+                    [str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
+                ),
                 capture_output=True,
             )
         shutil.rmtree(folder, ignore_errors=True)
@@ -226,8 +255,13 @@ def bench_articles(day: date, zone: ZoneInfo) -> list[dict]:
     for number, article in enumerate(demo_articles()):
         moment = datetime.fromisoformat(article["published_at"]).astimezone(zone)
         moved = datetime.combine(day, moment.timetz())
-        articles.append({**article, "slug": f"bench-{number}-{article['slug']}"[:200],
-                         "published_at": moved.isoformat()})
+        articles.append(
+            {
+                **article,
+                "slug": f"bench-{number}-{article['slug']}"[:200],
+                "published_at": moved.isoformat(),
+            }
+        )
     return articles
 
 
@@ -255,34 +289,52 @@ def create_subscribers(count: int) -> None:
         db.session.execute(
             insert(Reader.__table__),
             [
-                {"id": number, "email": address_of(number), "alternative_id": f"bench-{number}",
-                 "locale": "en" if number % 5 == 0 else "fr", "created_at": now,
-                 "last_sign_in_at": now, "is_staff": False}
+                {
+                    "id": number,
+                    "email": address_of(number),
+                    "alternative_id": f"bench-{number}",
+                    "locale": "en" if number % 5 == 0 else "fr",
+                    "created_at": now,
+                    "last_sign_in_at": now,
+                    "is_staff": False,
+                }
                 for number in numbers
             ],
         )
         db.session.execute(
             insert(NewsletterConsent.__table__),
             [
-                {"reader_id": number, "newsletter_id": letter_id, "consented_at": now,
-                 "wording": wording, "source": "http://news.test/login", "withdrawn_at": None}
+                {
+                    "reader_id": number,
+                    "newsletter_id": letter_id,
+                    "consented_at": now,
+                    "wording": wording,
+                    "source": "http://news.test/login",
+                    "withdrawn_at": None,
+                }
                 for number in numbers
             ],
         )
     db.session.execute(
         insert(Suppression.__table__),
         [
-            {"email": f"bounced{number}@example.net", "event": "bounce", "reported_at": now,
-             "recorded_at": now}
+            {
+                "email": f"bounced{number}@example.net",
+                "event": "bounce",
+                "reported_at": now,
+                "recorded_at": now,
+            }
             for number in range(count // 100)
         ],
     )
     if db.session.get_bind().dialect.name == "postgresql":
         for table in ("readers", "newsletter_consents", "suppressions"):
-            db.session.execute(text(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT coalesce(max(id), 1) FROM {table}))"
-            ))
+            db.session.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT coalesce(max(id), 1) FROM {table}))"
+                )
+            )
         db.session.commit()
         db.session.execute(text("ANALYZE"))
     db.session.commit()
@@ -297,9 +349,9 @@ def claims_capped(count: int, seconds: float):
     or the time is up, it returns nothing and the loop ends with every claimed message
     delivered. Nothing else of the delivery path is touched.
     """
-    from auth_service.mail import outbox
+    from auth_service.mail import worker
 
-    real = outbox.claim_due
+    real = worker.claim_due
     left = count
     deadline = time.perf_counter() + seconds
 
@@ -311,11 +363,11 @@ def claims_capped(count: int, seconds: float):
         left -= len(claimed)
         return claimed
 
-    outbox.claim_due = capped
+    worker.claim_due = capped
     try:
         yield
     finally:
-        outbox.claim_due = real
+        worker.claim_due = real
 
 
 @contextmanager
@@ -336,21 +388,23 @@ def profiled(enabled: bool, title: str, sink: list):
             stats.sort_stats(order).print_stats(18)
             lines = out.getvalue().splitlines()
             start = next(i for i, line in enumerate(lines) if "ncalls" in line)
-            sink.append(f"--- {title}, by {order} ---\n" + "\n".join(lines[start - 2:]))
+            sink.append(f"--- {title}, by {order} ---\n" + "\n".join(lines[start - 2 :]))
 
 
 def build_app(url: str, smtp_port: int):
     """The service, configured for the bench, on ``url``."""
     from auth_service import create_app
 
-    return create_app({
-        "SECRET_KEY": SECRET,
-        "SQLALCHEMY_DATABASE_URI": url,
-        "PUBLIC_URL": "http://news.test",
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": smtp_port,
-        "RATELIMIT_ENABLED": False,
-    })
+    return create_app(
+        {
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "PUBLIC_URL": "http://news.test",
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": smtp_port,
+            "RATELIMIT_ENABLED": False,
+        }
+    )
 
 
 def set_up(app, count: int) -> date:
@@ -369,15 +423,21 @@ def set_up(app, count: int) -> date:
 
 def deliver_slice(transport, sink, count: int, seconds: float, profiling) -> dict:
     """Deliver the next ``count`` due copies with ``deliver_due``; time and CPU it."""
-    from auth_service.mail.outbox import deliver_due
+    from auth_service.mail.worker import deliver_due
 
     before = sink.accepted
     with claims_capped(count, seconds), profiling:
         started, cpu = time.perf_counter(), time.process_time()
         delivery = deliver_due(transport)
         elapsed, used = time.perf_counter() - started, time.process_time() - cpu
-    return {"sent": delivery.sent, "retried": delivery.retried, "failed": delivery.failed,
-            "deliver_s": elapsed, "deliver_cpu": used, "sink_ours": sink.accepted - before}
+    return {
+        "sent": delivery.sent,
+        "retried": delivery.retried,
+        "failed": delivery.failed,
+        "deliver_s": elapsed,
+        "deliver_cpu": used,
+        "sink_ours": sink.accepted - before,
+    }
 
 
 def raw_slice(sink, data: bytes, count: int) -> dict:
@@ -387,8 +447,9 @@ def raw_slice(sink, data: bytes, count: int) -> dict:
         host.ehlo()
         started, cpu = time.perf_counter(), time.process_time()
         for number in range(count):
-            host.sendmail(RAW_SENDER, [f"raw{number}@example.com"], data,
-                          mail_options=["BODY=8BITMIME"])
+            host.sendmail(
+                RAW_SENDER, [f"raw{number}@example.com"], data, mail_options=["BODY=8BITMIME"]
+            )
         elapsed, used = time.perf_counter() - started, time.process_time() - cpu
     return {"raw_s": elapsed, "raw_cpu": used, "sink_raw": sink.accepted - before}
 
@@ -404,7 +465,8 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
     from sqlalchemy import func, select
 
     from auth_service.extensions import db
-    from auth_service.mail.mailer import SmtpTransport, build_message, transport_for
+    from auth_service.mail.rendering import build_message
+    from auth_service.mail.transports import SmtpTransport, transport_for
     from auth_service.models import OutboxMessage
     from auth_service.newsletter.editions import queue_edition
 
@@ -440,21 +502,33 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
             figures["outbox_rows"] = in_outbox
 
             # --- deliver through deliver_due(), and raw sends, in alternating slices
-            wanted = report.queued if options["deliver"] == 0 else min(
-                options["deliver"], report.queued
+            wanted = (
+                report.queued if options["deliver"] == 0 else min(options["deliver"], report.queued)
             )
             transport = transport_for(app)
             assert isinstance(transport, SmtpTransport), transport
             sample = db.session.scalar(
-                select(OutboxMessage).where(OutboxMessage.to_address.like("reader%"))
-                .order_by(OutboxMessage.id).limit(1)
+                select(OutboxMessage)
+                .where(OutboxMessage.to_address.like("reader%"))
+                .order_by(OutboxMessage.id)
+                .limit(1)
             )
             data = build_message(sample).as_bytes()
             figures["message_bytes"] = len(data)
             db.session.commit()
             totals = dict.fromkeys(
-                ("sent", "retried", "failed", "deliver_s", "deliver_cpu", "sink_ours",
-                 "raw_s", "raw_cpu", "sink_raw"), 0
+                (
+                    "sent",
+                    "retried",
+                    "failed",
+                    "deliver_s",
+                    "deliver_cpu",
+                    "sink_ours",
+                    "raw_s",
+                    "raw_cpu",
+                    "sink_raw",
+                ),
+                0,
             )
             rounds = options["rounds"]
             for number in range(rounds):
@@ -462,9 +536,17 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
                 if share <= 0:
                     break
                 budget = options["deliver_seconds"] - totals["deliver_s"]
-                ours = deliver_slice(transport, sink, share, budget,
-                                     profiled(options["profile"] and number == 0,
-                                              f"{label}: deliver_due, first slice", profiles))
+                ours = deliver_slice(
+                    transport,
+                    sink,
+                    share,
+                    budget,
+                    profiled(
+                        options["profile"] and number == 0,
+                        f"{label}: deliver_due, first slice",
+                        profiles,
+                    ),
+                )
                 raw = raw_slice(sink, data, ours["sent"])
                 for key, value in {**ours, **raw}.items():
                     totals[key] += value
@@ -472,8 +554,10 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
                     break  # the time budget (--deliver-seconds) ran out
             figures.update(totals, wanted=wanted)
             figures["rss_deliver_mb"] = maxrss_mb()
-            say(f"[{label}] deliver: {totals['sent']:,} in {totals['deliver_s']:.1f} s; "
-                f"raw: {totals['sink_raw']:,} in {totals['raw_s']:.1f} s")
+            say(
+                f"[{label}] deliver: {totals['sent']:,} in {totals['deliver_s']:.1f} s; "
+                f"raw: {totals['sink_raw']:,} in {totals['raw_s']:.1f} s"
+            )
             db.session.remove()
             db.engine.dispose()
 
@@ -491,9 +575,11 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
                 figures["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
                 tracemalloc.stop()
                 figures["rss_traced_mb"] = maxrss_mb()
-                say(f"[{label}] queue with tracemalloc: {traced.queued:,} in "
+                say(
+                    f"[{label}] queue with tracemalloc: {traced.queued:,} in "
                     f"{figures['traced_queue_s']:.1f} s, peak "
-                    f"{figures['tracemalloc_peak_mb']:.1f} MiB")
+                    f"{figures['tracemalloc_peak_mb']:.1f} MiB"
+                )
                 db.session.remove()
                 db.engine.dispose()
     figures["profiles"] = profiles
@@ -504,8 +590,9 @@ def run_isolated(urls: dict, label: str, options: dict) -> dict:
     """Run one database's bench in a fresh process; return its figures."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    process = context.Process(target=run_database, args=(urls, label, options, results),
-                              name=f"bench-{label}")
+    process = context.Process(
+        target=run_database, args=(urls, label, options, results), name=f"bench-{label}"
+    )
     process.start()
     try:
         while True:
@@ -513,8 +600,9 @@ def run_isolated(urls: dict, label: str, options: dict) -> dict:
                 return results.get(timeout=1)
             except Exception:  # queue.Empty: still working, or dead
                 if not process.is_alive():
-                    raise SystemExit(f"the {label} run ended without figures "
-                                     f"(exit code {process.exitcode})") from None
+                    raise SystemExit(
+                        f"the {label} run ended without figures (exit code {process.exitcode})"
+                    ) from None
     finally:
         process.join(30)
         if process.is_alive():
@@ -543,10 +631,13 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
     row("queued", lambda r: f"{r['queued']:,}")
     row("queue time, s", lambda r: f"{r['queue_s']:.2f}")
     row("queued / s", lambda r: f"{rate(r['queued'], r['queue_s']):,.0f}")
-    row("per 100,000 (target 30 s)", lambda r: (
-        f"{r['queue_s'] * 100_000 / r['queued']:.1f} s, "
-        + ("met" if r["queue_s"] * 100_000 / r["queued"] < 30 else "MISSED")
-    ))
+    row(
+        "per 100,000 (target 30 s)",
+        lambda r: (
+            f"{r['queue_s'] * 100_000 / r['queued']:.1f} s, "
+            + ("met" if r["queue_s"] * 100_000 / r["queued"] < 30 else "MISSED")
+        ),
+    )
     row("send again: queued", lambda r: f"{r['requeued']:,} ({r['already']:,} already)")
     row("send again, s", lambda r: f"{r['requeue_s']:.2f}")
     row("outbox rows", lambda r: f"{r['outbox_rows']:,}")
@@ -556,12 +647,15 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
     row("delivery time, s", lambda r: f"{r['deliver_s']:.2f}")
     row("delivered / s", lambda r: f"{rate(r['sent'], r['deliver_s']):,.0f}")
     row("sink raw accept / s", lambda r: f"{rate(r['sink_raw'], r['raw_s']):,.0f}")
-    row("ours / raw", lambda r: (
-        f"{rate(r['sent'], r['deliver_s']) / rate(r['sink_raw'], r['raw_s']):.2f}"
-    ))
+    row(
+        "ours / raw",
+        lambda r: f"{rate(r['sent'], r['deliver_s']) / rate(r['sink_raw'], r['raw_s']):.2f}",
+    )
     row("our CPU per copy, ms", lambda r: f"{1000 * r['deliver_cpu'] / max(r['sent'], 1):.2f}")
-    row("raw sender's CPU per copy, ms",
-        lambda r: f"{1000 * r['raw_cpu'] / max(r['sink_raw'], 1):.2f}")
+    row(
+        "raw sender's CPU per copy, ms",
+        lambda r: f"{1000 * r['raw_cpu'] / max(r['sink_raw'], 1):.2f}",
+    )
     row("message size, bytes", lambda r: f"{r['message_bytes']:,}")
     if options["tracemalloc"]:
         row("tracemalloc peak, queue, MiB", lambda r: f"{r['tracemalloc_peak_mb']:.1f}")
@@ -573,8 +667,10 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
         row("ru_maxrss after traced, MiB", lambda r: f"{r['rss_traced_mb']:.0f}")
 
     name_width = max(len(name) for name, _ in lines) + 2
-    print(f"\nNewsletter edition bench: queue for {options['subscribers']:,} subscribers, "
-          f"deliver to a local SMTP sink")
+    print(
+        f"\nNewsletter edition bench: queue for {options['subscribers']:,} subscribers, "
+        f"deliver to a local SMTP sink"
+    )
     header = f"{'':<{name_width}}" + "".join(f"{label:>{width}}" for label in labels)
     print(header)
     print("-" * len(header))
@@ -582,24 +678,32 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
         print(f"{name:<{name_width}}" + "".join(f"{cell:>{width}}" for cell in cells))
     for r in results:
         if r["sent"] < r["queued"]:
-            why = (f"the {options['deliver_seconds']:g} s budget (--deliver-seconds) ran out"
-                   if r["sent"] < r["wanted"] else f"--deliver {options['deliver']}")
-            print(f"{r['label']}: delivery is a sample, the first {r['sent']:,} of the "
-                  f"{r['queued']:,} queued copies, all of them due as at the start of a real "
-                  f"send; it stopped because {why}. --deliver 0 delivers them all.")
-    print(f"Delivery: deliver_due() through SmtpTransport (batches of OUTBOX_BATCH_SIZE, a "
-          f"new SMTP connection every MAIL_MESSAGES_PER_CONNECTION messages, both 100 by "
-          f"default); raw: as many copies of one built "
-          f"message on one bare smtplib connection to the same sink (a separate process); "
-          f"the two alternate in {options['rounds']} slices so that both see the same "
-          f"machine. ours/raw near 1 means the sink sets the pace. CPU: this process's "
-          f"user+system time (every thread) per copy.")
-    print("Memory: tracemalloc peak = Python allocations during queue_edition, run again "
-          "under tracemalloc on a second fresh database (tracemalloc slows it, hence the "
-          "separate pass); ru_maxrss = the process's high-water mark after each phase, "
-          "earlier phases included.")
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
-          f"total run time {total:.0f} s")
+            why = (
+                f"the {options['deliver_seconds']:g} s budget (--deliver-seconds) ran out"
+                if r["sent"] < r["wanted"]
+                else f"--deliver {options['deliver']}"
+            )
+            print(
+                f"{r['label']}: delivery is a sample, the first {r['sent']:,} of the "
+                f"{r['queued']:,} queued copies, all of them due as at the start of a real "
+                f"send; it stopped because {why}. --deliver 0 delivers them all."
+            )
+    print(
+        f"Delivery: deliver_due() through SmtpTransport (batches of OUTBOX_BATCH_SIZE, a "
+        f"new SMTP connection every MAIL_MESSAGES_PER_CONNECTION messages, both 100 by "
+        f"default); raw: as many copies of one built "
+        f"message on one bare smtplib connection to the same sink (a separate process); "
+        f"the two alternate in {options['rounds']} slices so that both see the same "
+        f"machine. ours/raw near 1 means the sink sets the pace. CPU: this process's "
+        f"user+system time (every thread) per copy."
+    )
+    print(
+        "Memory: tracemalloc peak = Python allocations during queue_edition, run again "
+        "under tracemalloc on a second fresh database (tracemalloc slows it, hence the "
+        "separate pass); ru_maxrss = the process's high-water mark after each phase, "
+        "earlier phases included."
+    )
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; total run time {total:.0f} s")
     for result in results:
         for text in result["profiles"]:
             print()
@@ -612,26 +716,51 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--subscribers", type=int, default=100_000,
-                        help="subscribed readers to queue the edition for (default: 100000)")
-    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both",
-                        help="where to run (default: both); PostgreSQL is a private server "
-                             "started on 127.0.0.1 and removed at the end")
-    parser.add_argument("--deliver", type=int, default=20_000,
-                        help="how many queued copies to deliver (default: 20000, to keep the "
-                             "run short; 0 delivers every queued copy)")
-    parser.add_argument("--deliver-seconds", type=float, default=None,
-                        help="stop claiming more after this long, so the run stays short "
-                             "however slow delivery is (default: 30, none with --deliver 0); "
-                             "the table says how many were delivered")
-    parser.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false",
-                        help="skip the traced queueing pass (and its memory figure)")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="how many alternating slices of our delivery and raw sends "
-                             "(default: 5)")
-    parser.add_argument("--profile", action="store_true",
-                        help="run the timed queue and delivery under cProfile (slower) and "
-                             "print the top functions")
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=100_000,
+        help="subscribed readers to queue the edition for (default: 100000)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql", "both"],
+        default="both",
+        help="where to run (default: both); PostgreSQL is a private server "
+        "started on 127.0.0.1 and removed at the end",
+    )
+    parser.add_argument(
+        "--deliver",
+        type=int,
+        default=20_000,
+        help="how many queued copies to deliver (default: 20000, to keep the "
+        "run short; 0 delivers every queued copy)",
+    )
+    parser.add_argument(
+        "--deliver-seconds",
+        type=float,
+        default=None,
+        help="stop claiming more after this long, so the run stays short "
+        "however slow delivery is (default: 30, none with --deliver 0); "
+        "the table says how many were delivered",
+    )
+    parser.add_argument(
+        "--no-tracemalloc",
+        dest="tracemalloc",
+        action="store_false",
+        help="skip the traced queueing pass (and its memory figure)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="how many alternating slices of our delivery and raw sends (default: 5)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the timed queue and delivery under cProfile (slower) and print the top functions",
+    )
     options = parser.parse_args(argv)
     if options.subscribers < 1 or options.deliver < 0 or options.rounds < 1:
         parser.error("--subscribers and --rounds must be positive, --deliver not negative")
@@ -646,8 +775,10 @@ def main(argv: list[str] | None = None) -> None:
             import sqlite3
 
             with tempfile.TemporaryDirectory(prefix="bench-newsletter-") as folder:
-                urls = {"main": f"sqlite:///{folder}/bench.sqlite3",
-                        "trace": f"sqlite:///{folder}/trace.sqlite3"}
+                urls = {
+                    "main": f"sqlite:///{folder}/bench.sqlite3",
+                    "trace": f"sqlite:///{folder}/trace.sqlite3",
+                }
                 results.append(run_isolated(urls, f"SQLite {sqlite3.sqlite_version}", settings))
         else:
             with private_postgres() as (urls, label):

@@ -30,7 +30,7 @@ from test_pages import (
 
 from auth_service.articles.store import import_articles
 from auth_service.extensions import limiter
-from auth_service.mail.outbox import deliver_due
+from auth_service.mail.worker import deliver_due
 from auth_service.models import LoginAttempt, OutboxMessage
 
 LIMITS_ON = pytest.mark.settings(RATELIMIT_ENABLED=True)

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, func, insert, select, text, update
 from test_newsletter import SITE, new_reader, parse, publish, send
 
 from auth_service.extensions import db
-from auth_service.mail import mailer, outbox
+from auth_service.mail import copies, rendering, worker
 from auth_service.models import Edition, OutboxMessage, utcnow
 
 READERS = {"lea@example.com": "fr", "sam@example.com": "en", "o'neil+daily@example.org": "fr"}
@@ -57,11 +57,11 @@ def parts_of(message) -> list[tuple]:
 
 
 def test_a_spliced_copy_reads_exactly_as_the_message_built_in_full(app, queued):
-    copies = mailer.EditionCopies()
+    edition_copies = copies.EditionCopies()
     for row in queued:
-        spliced = copies.bytes_of(row)
+        spliced = edition_copies.bytes_of(row)
         assert spliced is not None, row.to_address
-        full = mailer.build_message(row).as_bytes()
+        full = rendering.build_message(row).as_bytes()
 
         assert without_boundary(parse_bytes(spliced)) == without_boundary(parse_bytes(full))
         assert parts_of(parse_bytes(spliced)) == parts_of(parse_bytes(full))
@@ -87,20 +87,20 @@ def parse_bytes(data: bytes):
 
 def test_an_address_beyond_ascii_is_built_in_full(app, queued):
     row = changed(queued[0], to_address="élodie@exemple.fr")
-    assert mailer.EditionCopies().bytes_of(row) is None
+    assert copies.EditionCopies().bytes_of(row) is None
 
 
 def test_a_reader_link_too_long_for_its_line_is_built_in_full(app, queued):
     row = queued[0]
     personal = {**row.personal, "preferences": f"{SITE}/newsletter/preferences?token=" + "a" * 990}
-    assert mailer.EditionCopies().bytes_of(changed(row, personal=personal)) is None
+    assert copies.EditionCopies().bytes_of(changed(row, personal=personal)) is None
 
 
 def test_a_header_value_that_is_not_one_ascii_line_is_built_in_full(app, queued):
     row = queued[0]
     for odd in ("<https://news.test/u>\r\nBcc: x@example.org", "<https://news.test/ü>"):
         headers = {**row.headers, "List-Unsubscribe": odd}
-        assert mailer.EditionCopies().bytes_of(changed(row, headers=headers)) is None
+        assert copies.EditionCopies().bytes_of(changed(row, headers=headers)) is None
 
 
 def test_an_edition_the_library_must_encode_goes_out_built_in_full(app, queued, smtp_server):
@@ -110,15 +110,18 @@ def test_an_edition_the_library_must_encode_goes_out_built_in_full(app, queued, 
     for edition in db.session.scalars(select(Edition)):
         edition.html_body = edition.html_body.replace("</body>", long_line + "</body>")
     db.session.commit()
-    assert all(mailer.EditionCopies().bytes_of(row) is None for row in queued)
+    assert all(copies.EditionCopies().bytes_of(row) is None for row in queued)
 
-    assert outbox.deliver_due().sent == len(READERS)
+    assert worker.deliver_due().sent == len(READERS)
 
     arrived = {envelope.rcpt_tos[0]: parse(envelope) for envelope in smtp_server.messages}
     assert sorted(arrived) == sorted(READERS)
     for row in queued:
-        html = [part for part in arrived[row.to_address].walk()
-                if part.get_content_type() == "text/html"][0]
+        html = [
+            part
+            for part in arrived[row.to_address].walk()
+            if part.get_content_type() == "text/html"
+        ][0]
         assert html["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
         assert row.personal["unsubscribe"] in html.get_content()
         assert "@@" not in html.get_content()
@@ -130,19 +133,31 @@ def test_an_edition_the_library_must_encode_goes_out_built_in_full(app, queued, 
 def waiting_messages(count: int) -> None:
     """``count`` sign-in-sized messages, all due now."""
     now = utcnow()
-    db.session.execute(insert(OutboxMessage), [
-        {"message_id": f"<{number}@news.test>", "to_address": f"r{number}@example.com",
-         "subject": "s", "text_body": "t", "html_body": "h", "headers": {},
-         "kind": "newsletter", "created_at": now, "next_attempt_at": now, "attempts": 0}
-        for number in range(count)
-    ])
+    db.session.execute(
+        insert(OutboxMessage),
+        [
+            {
+                "message_id": f"<{number}@news.test>",
+                "to_address": f"r{number}@example.com",
+                "subject": "s",
+                "text_body": "t",
+                "html_body": "h",
+                "headers": {},
+                "kind": "newsletter",
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+            }
+            for number in range(count)
+        ],
+    )
     db.session.commit()
 
 
 def test_a_claim_takes_no_more_than_asked_and_never_a_message_twice(app):
     waiting_messages(250)
 
-    claims = [outbox.claim_due(100) for _ in range(4)]
+    claims = [worker.claim_due(100) for _ in range(4)]
 
     assert [len(claim) for claim in claims] == [100, 100, 50, 0]
     claimed = [message_id for claim in claims for message_id in claim]
@@ -157,10 +172,11 @@ def test_the_oldest_due_message_is_claimed_first(app):
         .values(next_attempt_at=utcnow().replace(year=2020))
     )
     db.session.commit()
-    oldest = db.session.scalar(select(OutboxMessage.id).where(
-        OutboxMessage.message_id == "<3@news.test>"))
+    oldest = db.session.scalar(
+        select(OutboxMessage.id).where(OutboxMessage.message_id == "<3@news.test>")
+    )
 
-    assert outbox.claim_due(1) == [oldest]
+    assert worker.claim_due(1) == [oldest]
 
 
 # --- Marks --------------------------------------------------------------------------------
@@ -181,7 +197,8 @@ class MarksWatcher:
         """Note how many messages were marked sent when this one came, then accept it."""
         with self.engine.connect() as connection:
             marked = connection.scalar(
-                select(func.count()).select_from(OutboxMessage.__table__)
+                select(func.count())
+                .select_from(OutboxMessage.__table__)
                 .where(OutboxMessage.sent_at.isnot(None))
             )
         self.marked_at_arrival.append(marked)
@@ -189,14 +206,12 @@ class MarksWatcher:
         return "250 Message accepted for delivery"
 
 
-def test_every_message_is_marked_sent_before_the_next_one_is_handed_over(
-    app, queued, smtp_server
-):
+def test_every_message_is_marked_sent_before_the_next_one_is_handed_over(app, queued, smtp_server):
     smtp_server.stop()
     smtp_server.recorder = watcher = MarksWatcher(app.config["SQLALCHEMY_DATABASE_URI"])
     smtp_server.start()
     try:
-        assert outbox.deliver_due().sent == len(READERS)
+        assert worker.deliver_due().sent == len(READERS)
     finally:
         watcher.engine.dispose()
 
@@ -209,7 +224,8 @@ def test_every_message_is_marked_sent_before_the_next_one_is_handed_over(
 def settings_of(connection) -> tuple:
     """What the marks' connection changes for itself: commit mode and durability."""
     durability = (
-        "SHOW synchronous_commit" if connection.dialect.name == "postgresql"
+        "SHOW synchronous_commit"
+        if connection.dialect.name == "postgresql"
         else "PRAGMA synchronous"
     )
     return connection.get_isolation_level(), connection.exec_driver_sql(durability).scalar()
@@ -219,7 +235,7 @@ def test_the_pool_gets_its_connections_back_as_they_were(app, queued, smtp_serve
     with db.engine.connect() as connection:
         normal = settings_of(connection)
 
-    assert outbox.deliver_due().sent == len(READERS)
+    assert worker.deliver_due().sent == len(READERS)
 
     # The marks' connection commits each statement by itself and, on PostgreSQL, does
     # not wait for the disk; no other connection may inherit that. Every connection
@@ -237,21 +253,27 @@ def test_the_pool_gets_its_connections_back_as_they_were(app, queued, smtp_serve
 def refuse_marking(message_id: int) -> None:
     """A trigger that makes the database refuse to mark this one message sent."""
     if db.engine.dialect.name == "postgresql":
-        db.session.execute(text(
-            "CREATE FUNCTION refuse_mark() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'the disk is full'; END $$"
-        ))
-        db.session.execute(text(
-            "CREATE TRIGGER refuse_mark BEFORE UPDATE OF sent_at ON outbox_messages "
-            f"FOR EACH ROW WHEN (NEW.id = {message_id} AND NEW.sent_at IS NOT NULL) "
-            "EXECUTE FUNCTION refuse_mark()"
-        ))
+        db.session.execute(
+            text(
+                "CREATE FUNCTION refuse_mark() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'the disk is full'; END $$"
+            )
+        )
+        db.session.execute(
+            text(
+                "CREATE TRIGGER refuse_mark BEFORE UPDATE OF sent_at ON outbox_messages "
+                f"FOR EACH ROW WHEN (NEW.id = {message_id} AND NEW.sent_at IS NOT NULL) "
+                "EXECUTE FUNCTION refuse_mark()"
+            )
+        )
     else:
-        db.session.execute(text(
-            "CREATE TRIGGER refuse_mark BEFORE UPDATE OF sent_at ON outbox_messages "
-            f"WHEN NEW.id = {message_id} AND NEW.sent_at IS NOT NULL "
-            "BEGIN SELECT RAISE(ABORT, 'the disk is full'); END"
-        ))
+        db.session.execute(
+            text(
+                "CREATE TRIGGER refuse_mark BEFORE UPDATE OF sent_at ON outbox_messages "
+                f"WHEN NEW.id = {message_id} AND NEW.sent_at IS NOT NULL "
+                "BEGIN SELECT RAISE(ABORT, 'the disk is full'); END"
+            )
+        )
     db.session.commit()
 
 
@@ -273,7 +295,7 @@ def test_a_mark_the_database_refuses_stops_nothing_else_and_is_logged(
     refuse_marking(first.id)
     try:
         with caplog.at_level("ERROR"):
-            report = outbox.deliver_due()
+            report = worker.deliver_due()
     finally:
         drop_refusal()
 
@@ -284,12 +306,14 @@ def test_a_mark_the_database_refuses_stops_nothing_else_and_is_logged(
     assert "may go twice" in caplog.text
     rows = {row.id: row for row in queued_rows()}
     assert rows[first.id].sent_at is None and rows[first.id].claimed_until is not None
-    assert all(rows[message.id].sent_at is None and rows[message.id].attempts == 1
-               for message in (second, third))
+    assert all(
+        rows[message.id].sent_at is None and rows[message.id].attempts == 1
+        for message in (second, third)
+    )
 
     db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
     db.session.commit()
-    assert outbox.deliver_due().sent == 2  # the first waits for its claim to run out
+    assert worker.deliver_due().sent == 2  # the first waits for its claim to run out
     arrived = [envelope.rcpt_tos[0] for envelope in smtp_server.recorder.wait_for(3)]
     assert sorted(arrived) == sorted(READERS)
 
@@ -318,7 +342,7 @@ def messages_per_connection(smtp_server, runner, count: int) -> list[int]:
     smtp_server.recorder = recorder = PeerRecorder()
     smtp_server.start()
     waiting_messages(count)
-    assert outbox.deliver_due().sent == count
+    assert worker.deliver_due().sent == count
     sizes: list[int] = []
     for previous, peer in zip([None, *recorder.peers], recorder.peers, strict=False):
         if peer == previous:
@@ -330,9 +354,7 @@ def messages_per_connection(smtp_server, runner, count: int) -> list[int]:
 
 
 @pytest.mark.settings(MAIL_MESSAGES_PER_CONNECTION=2, OUTBOX_BATCH_SIZE=100)
-def test_a_connection_carries_no_more_messages_than_the_setting_allows(
-    app, runner, smtp_server
-):
+def test_a_connection_carries_no_more_messages_than_the_setting_allows(app, runner, smtp_server):
     assert messages_per_connection(smtp_server, runner, 5) == [2, 2, 1]
 
 
@@ -360,15 +382,15 @@ def test_a_batch_slower_than_its_claim_gives_the_rest_back_and_sends_each_once(
 ):
     # Real time, shrunk: a one-second claim, of which a send may start in the first
     # half (5 steps of MAIL_TIMEOUT = 0.5 s kept for the slowest send).
-    monkeypatch.setattr(outbox, "CLAIM_SECONDS", 1)
-    monkeypatch.setattr(outbox, "CLAIM_SLACK", 0)
+    monkeypatch.setattr(worker, "CLAIM_SECONDS", 1)
+    monkeypatch.setattr(worker, "CLAIM_SLACK", 0)
     smtp_server.stop()
     smtp_server.recorder = recorder = SlowRecorder(0.05)
     smtp_server.start()
     waiting_messages(30)  # 1.5 s of sending: three claims' worth
 
-    with caplog.at_level("INFO", logger="auth_service.mail.outbox"):
-        report = outbox.deliver_due()
+    with caplog.at_level("INFO", logger="auth_service.mail.worker"):
+        report = worker.deliver_due()
 
     assert (report.sent, report.retried, report.failed) == (30, 0, 0)
     recipients = [envelope.rcpt_tos[0] for envelope in recorder.messages]
@@ -380,17 +402,26 @@ def test_a_batch_slower_than_its_claim_gives_the_rest_back_and_sends_each_once(
 def test_a_body_line_starting_with_from_arrives_as_written(app, smtp_server):
     now = utcnow()
     for number, address in enumerate(["reader@example.com", "élodie@exemple.fr"]):
-        db.session.execute(insert(OutboxMessage), [{
-            "message_id": f"<from{number}@news.test>", "to_address": address,
-            "subject": "Le mot de la rédaction",
-            "text_body": "Bonjour,\n\nFrom Monday on, the edition comes at 7.\n",
-            "html_body": "<p>From Monday on, the edition comes at 7.</p>\n",
-            "headers": {}, "kind": "newsletter", "created_at": now,
-            "next_attempt_at": now, "attempts": 0,
-        }])
+        db.session.execute(
+            insert(OutboxMessage),
+            [
+                {
+                    "message_id": f"<from{number}@news.test>",
+                    "to_address": address,
+                    "subject": "Le mot de la rédaction",
+                    "text_body": "Bonjour,\n\nFrom Monday on, the edition comes at 7.\n",
+                    "html_body": "<p>From Monday on, the edition comes at 7.</p>\n",
+                    "headers": {},
+                    "kind": "newsletter",
+                    "created_at": now,
+                    "next_attempt_at": now,
+                    "attempts": 0,
+                }
+            ],
+        )
     db.session.commit()
 
-    assert outbox.deliver_due().sent == 2
+    assert worker.deliver_due().sent == 2
 
     for envelope in smtp_server.recorder.wait_for(2):
         assert b"\r\nFrom Monday on" in envelope.original_content
@@ -400,15 +431,26 @@ def test_a_body_line_starting_with_from_arrives_as_written(app, smtp_server):
 def test_a_text_line_longer_than_smtp_allows_goes_quoted_printable(app, smtp_server):
     paragraph = "Une très longue phrase sans retour à la ligne, " * 40  # some 1,900 bytes
     now = utcnow()
-    db.session.execute(insert(OutboxMessage), [{
-        "message_id": "<long@news.test>", "to_address": "reader@example.com",
-        "subject": "Long", "text_body": f"Bonjour,\n\n{paragraph}\n", "html_body": "<p>x</p>",
-        "headers": {}, "kind": "newsletter", "created_at": now, "next_attempt_at": now,
-        "attempts": 0,
-    }])
+    db.session.execute(
+        insert(OutboxMessage),
+        [
+            {
+                "message_id": "<long@news.test>",
+                "to_address": "reader@example.com",
+                "subject": "Long",
+                "text_body": f"Bonjour,\n\n{paragraph}\n",
+                "html_body": "<p>x</p>",
+                "headers": {},
+                "kind": "newsletter",
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+            }
+        ],
+    )
     db.session.commit()
 
-    assert outbox.deliver_due().sent == 1
+    assert worker.deliver_due().sent == 1
 
     [envelope] = smtp_server.recorder.wait_for(1)
     assert max(len(line) for line in envelope.original_content.split(b"\r\n")) <= 998

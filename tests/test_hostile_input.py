@@ -87,8 +87,9 @@ def test_hostile_email_is_refused_and_sends_nothing(reader, value):
     assert rows(LoginAttempt) == []
 
 
-@pytest.mark.parametrize("typed", ["<script>alert(1)</script>@example.com",
-                                   '"><img src=x onerror=alert(1)>'])
+@pytest.mark.parametrize(
+    "typed", ["<script>alert(1)</script>@example.com", '"><img src=x onerror=alert(1)>']
+)
 def test_markup_in_the_email_is_given_back_escaped(reader, typed):
     response = reader.ask_for_link(typed)
     assert response.status_code == 422
@@ -102,8 +103,11 @@ def test_email_over_the_size_limit_is_a_413_page(reader):
     assert rows(OutboxMessage) == []
 
 
-@pytest.mark.parametrize("values", [["<script>@x", ADDRESS], [ADDRESS, "a@b.com\r\nBcc: x@y.z"],
-                                    [ADDRESS, "other@example.com"]], ids=repr)
+@pytest.mark.parametrize(
+    "values",
+    [["<script>@x", ADDRESS], [ADDRESS, "a@b.com\r\nBcc: x@y.z"], [ADDRESS, "other@example.com"]],
+    ids=repr,
+)
 def test_repeated_email_field_sends_at_most_one_mail(client, values):
     response = post_form(client, "/login", {"email": values})
     assert response.status_code in (303, 422)
@@ -113,22 +117,35 @@ def test_repeated_email_field_sends_at_most_one_mail(client, values):
     assert all("\n" not in mail.to_address and "\r" not in mail.to_address for mail in mails)
 
 
-@pytest.mark.parametrize(("typed", "shown", "sent_to"), [
-    ("élodie@exemple.fr", "élodie@exemple.fr", "élodie@exemple.fr"),
-    ("e\u0301lodie@exemple.fr", "élodie@exemple.fr", "élodie@exemple.fr"),
-    ("noel@bücher.example", "noel@bücher.example", "noel@xn--bcher-kva.example"),
-    ("noel@xn--bcher-kva.example", "noel@bücher.example", "noel@xn--bcher-kva.example"),
-    ("reader@ｅｘａｍｐｌｅ.com", "reader@example.com", "reader@example.com"),
-    ("📰@example.com", "📰@example.com", "📰@example.com"),
-    ("Reader+News@Example.COM", "reader+news@example.com", "reader+news@example.com"),
-    ("a" * 64 + "@example.com", "a" * 64 + "@example.com", "a" * 64 + "@example.com"),
-], ids=["accented-local-part", "decomposed-accent", "idn-domain", "punycode-domain",
-        "full-width-domain", "emoji-local-part", "plus-and-capitals", "64-character-local"])
+@pytest.mark.parametrize(
+    ("typed", "shown", "sent_to"),
+    [
+        ("élodie@exemple.fr", "élodie@exemple.fr", "élodie@exemple.fr"),
+        ("e\u0301lodie@exemple.fr", "élodie@exemple.fr", "élodie@exemple.fr"),
+        ("noel@bücher.example", "noel@bücher.example", "noel@xn--bcher-kva.example"),
+        ("noel@xn--bcher-kva.example", "noel@bücher.example", "noel@xn--bcher-kva.example"),
+        ("reader@ｅｘａｍｐｌｅ.com", "reader@example.com", "reader@example.com"),
+        ("📰@example.com", "📰@example.com", "📰@example.com"),
+        ("Reader+News@Example.COM", "reader+news@example.com", "reader+news@example.com"),
+        ("a" * 64 + "@example.com", "a" * 64 + "@example.com", "a" * 64 + "@example.com"),
+    ],
+    ids=[
+        "accented-local-part",
+        "decomposed-accent",
+        "idn-domain",
+        "punycode-domain",
+        "full-width-domain",
+        "emoji-local-part",
+        "plus-and-capitals",
+        "64-character-local",
+    ],
+)
 def test_valid_but_unusual_address_signs_in(reader, client, typed, shown, sent_to):
     response = reader.ask_for_link(typed, next_url="/account")
     assert response.status_code == 303
-    assert f'<strong class="address">{shown}</strong>' in client.get(
-        "/login/sent").get_data(as_text=True)
+    assert f'<strong class="address">{shown}</strong>' in client.get("/login/sent").get_data(
+        as_text=True
+    )
     mail = reader.last_mail()
     assert mail.to == sent_to
     assert client.get(f"/login/verify?token={mail.token}").location == "/account"
@@ -225,8 +242,10 @@ def test_hostile_code_in_a_browser_that_did_not_ask_is_refused(browser, value):
     assert_no_raw_markup(response)
 
 
-@pytest.mark.parametrize("code", ["１２３４５６", "١٢٣٤٥٦", "12345６", "+12345", "-12345",
-                                  "1e5", "0x1234", "123456" * 1000])
+@pytest.mark.parametrize(
+    "code",
+    ["１２３４５６", "١٢٣٤٥٦", "12345６", "+12345", "-12345", "1e5", "0x1234", "123456" * 1000],
+)
 def test_look_alike_digits_are_a_wrong_code(reader, client, code):
     reader.ask_for_link(ADDRESS)
     response = post_form(client, "/login/code", {"code": code})
@@ -243,8 +262,9 @@ def test_code_over_the_size_limit_is_a_413_page(reader, client):
 def test_repeated_code_field_signs_in_at_most_once(reader, client):
     reader.ask_for_link(ADDRESS)
     right = reader.last_mail().code
-    response = post_form(client, "/login/code", {"code": ["000000" if right != "000000"
-                                                          else "111111", right]})
+    response = post_form(
+        client, "/login/code", {"code": ["000000" if right != "000000" else "111111", right]}
+    )
     assert response.status_code in (303, 422)
     assert is_signed_in(client) == (response.status_code == 303)
 
@@ -288,10 +308,21 @@ def test_repeated_token_signs_in_at_most_once(reader, client, order):
     assert is_signed_in(client) == (response.status_code == 303)
 
 
-@pytest.mark.parametrize("payload", [
-    ["a", "b"], "just a string", None, 12, {"a": 1, "r": 2}, {"a": "x"},
-    {"a": "x" * 10_000, "r": "y"}, {"a": "a\x00b", "r": "x"}, {"a": "' OR 1=1 --", "r": "x"},
-], ids=repr)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["a", "b"],
+        "just a string",
+        None,
+        12,
+        {"a": 1, "r": 2},
+        {"a": "x"},
+        {"a": "x" * 10_000, "r": "y"},
+        {"a": "a\x00b", "r": "x"},
+        {"a": "' OR 1=1 --", "r": "x"},
+    ],
+    ids=repr,
+)
 def test_signed_token_with_a_strange_payload_is_not_valid(app, browser, payload):
     forged = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=signin.LINK_SALT)
     response = browser.get("/login/verify", query_string={"token": forged.dumps(payload)})
@@ -331,8 +362,11 @@ def test_confirm_with_the_address_after_junk_deletes_nothing(app, client):
 
 def test_confirm_with_the_address_in_another_form_deletes_nothing(app, client):
     sign_in(app, client)
-    for typed in ("reader\u202e@example.com", "reader＠example.com",
-                  "reader@example.com\r\nBcc: x@y.z"):
+    for typed in (
+        "reader\u202e@example.com",
+        "reader＠example.com",
+        "reader@example.com\r\nBcc: x@y.z",
+    ):
         response = post_form(client, "/account/delete", {"confirm": typed}, page="/account")
         assert response.status_code == 422
     assert len(rows(ReaderAccount)) == 1
@@ -355,11 +389,23 @@ def test_repeated_lang_parameter_is_one_language(client):
     response = client.get("/login", query_string=[("lang", "<script>"), ("lang", "en")])
     assert_calm_page(response, 200)
     assert '<html lang="fr">' in response.get_data(as_text=True) or (
-        '<html lang="en">' in response.get_data(as_text=True))
+        '<html lang="en">' in response.get_data(as_text=True)
+    )
 
 
-@pytest.mark.parametrize("value", ["<script>", "x" * 4000, "📰", "' OR 1=1 --", "en\x00",
-                                   "a\r\nSet-Cookie: x=y", "../../etc/passwd"], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<script>",
+        "x" * 4000,
+        "📰",
+        "' OR 1=1 --",
+        "en\x00",
+        "a\r\nSet-Cookie: x=y",
+        "../../etc/passwd",
+    ],
+    ids=repr,
+)
 def test_hostile_language_cookie_falls_back_to_french(client, value):
     client.set_cookie("lang", value)
     response = client.get("/login")
@@ -367,9 +413,20 @@ def test_hostile_language_cookie_falls_back_to_french(client, value):
     assert '<html lang="fr">' in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("value", ["en;q=abc", "*", "x" * 10_000, "en-US;q=2, fr;q=-1",
-                                   "<script>", ",,,;;;", "zh-Hant-TW-x-private-verylongtag",
-                                   "en;q=0.5, en;q=0.9" * 500], ids=lambda v: repr(v[:30]))
+@pytest.mark.parametrize(
+    "value",
+    [
+        "en;q=abc",
+        "*",
+        "x" * 10_000,
+        "en-US;q=2, fr;q=-1",
+        "<script>",
+        ",,,;;;",
+        "zh-Hant-TW-x-private-verylongtag",
+        "en;q=0.5, en;q=0.9" * 500,
+    ],
+    ids=lambda v: repr(v[:30]),
+)
 def test_strange_accept_language_still_gives_a_page(client, value):
     response = client.get("/login", headers={"Accept-Language": value})
     assert_calm_page(response, 200)
@@ -387,8 +444,18 @@ def test_hostile_slug_is_a_not_found_page(client, value):
     assert_no_raw_markup(response)
 
 
-@pytest.mark.parametrize("slug", ["..%2F..%2Fetc%2Fpasswd", "%2e%2e", "a" * 100_000,
-                                  "TRAIN-DE-NUIT", "train-de-nuit%20", "%C0%AE"], ids=repr)
+@pytest.mark.parametrize(
+    "slug",
+    [
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "a" * 100_000,
+        "TRAIN-DE-NUIT",
+        "train-de-nuit%20",
+        "%C0%AE",
+    ],
+    ids=repr,
+)
 def test_odd_article_paths_are_not_found_pages(client, slug):
     response = client.get(f"/articles/{slug}")
     assert_calm_page(response, 404)
@@ -413,9 +480,17 @@ def test_repeated_form_token_is_refused_or_accepted_once(client):
     assert len(rows(OutboxMessage)) == (1 if response.status_code == 303 else 0)
 
 
-@pytest.mark.parametrize("agent", ["Mozilla/5.0\x00evil", "x" * 10_000,
-                                   "📰 Firefox/128.0 (Windows)", "<script>alert(1)</script>",
-                                   "'); DROP TABLE sign_in_events; --"], ids=repr)
+@pytest.mark.parametrize(
+    "agent",
+    [
+        "Mozilla/5.0\x00evil",
+        "x" * 10_000,
+        "📰 Firefox/128.0 (Windows)",
+        "<script>alert(1)</script>",
+        "'); DROP TABLE sign_in_events; --",
+    ],
+    ids=repr,
+)
 def test_sign_in_from_a_strange_browser_is_recorded_safely(reader, client, agent):
     reader.ask_for_link(ADDRESS)
     token = reader.last_mail().token
@@ -436,8 +511,9 @@ REFUSED = "Texte impossible à enregistrer"
 
 def unstorable(**marks):
     """Parametrize a test over every value the database cannot store."""
-    return pytest.mark.parametrize("value", list(UNSTORABLE.values()), ids=list(UNSTORABLE),
-                                   **marks)
+    return pytest.mark.parametrize(
+        "value", list(UNSTORABLE.values()), ids=list(UNSTORABLE), **marks
+    )
 
 
 def assert_refused(response) -> None:

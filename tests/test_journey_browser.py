@@ -26,7 +26,7 @@ from auth_service import create_app
 from auth_service.articles.store import import_articles, sanitise
 from auth_service.cli import demo_articles
 from auth_service.extensions import db
-from auth_service.mail.outbox import Worker
+from auth_service.mail.worker import Worker
 from auth_service.models import OutboxMessage
 
 pytestmark = pytest.mark.browser

@@ -26,7 +26,8 @@ from auth_service.auth import signin
 from auth_service.auth.signin_mail import queue_sign_in_mail
 from auth_service.extensions import db
 from auth_service.mail import outbox
-from auth_service.mail.mailer import LINK_MARKERS
+from auth_service.mail import worker as delivery
+from auth_service.mail.rendering import LINK_MARKERS
 from auth_service.models import LoginAttempt, OutboxMessage, utcnow
 
 SITE = "http://news.test"  # PUBLIC_URL in the app fixture: the browser talks to it too
@@ -149,7 +150,7 @@ def code_in(text_body: str) -> str:
 
 def deliver_one(smtp_server) -> tuple[object, EmailMessage]:
     """Run the outbox once and return the one envelope that arrived, parsed."""
-    report = outbox.deliver_due()
+    report = delivery.deliver_due()
     assert report.sent == 1
     envelopes = smtp_server.recorder.wait_for(1)
     assert len(envelopes) == 1
@@ -165,7 +166,7 @@ def start_worker(app):
     started = []
 
     def start(*, in_process: bool):
-        worker = outbox.Worker(app, in_process=in_process)
+        worker = delivery.Worker(app, in_process=in_process)
         thread = worker.start_thread()
         started.append((worker, thread))
         return worker, thread
@@ -246,8 +247,7 @@ def picky_smtp_server(smtp_server):
 # --- Queued with the attempt, sent later ----------------------------------------------
 
 
-def test_sign_in_request_queues_one_mail_and_talks_to_no_smtp_server(reader, client,
-                                                                      smtp_server):
+def test_sign_in_request_queues_one_mail_and_talks_to_no_smtp_server(reader, client, smtp_server):
     response = ask_for_link(client, "reader@example.com")
 
     assert response.status_code == 303
@@ -271,7 +271,7 @@ def test_a_sign_in_that_is_rolled_back_queues_no_mail_and_wakes_no_worker(app):
         dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         listener = psycopg.connect(dsn, autocommit=True)
         listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
-    worker = outbox.Worker(app, in_process=True)  # registers its wake-up; not started
+    worker = delivery.Worker(app, in_process=True)  # registers its wake-up; not started
     try:
         queue_sign_in_mail(signin.issue("reader@example.com"))
         db.session.rollback()
@@ -295,8 +295,7 @@ def test_a_sign_in_that_is_rolled_back_queues_no_mail_and_wakes_no_worker(app):
             listener.close()
 
 
-def test_delivered_mail_comes_from_the_site_name_with_date_and_message_id(client,
-                                                                           smtp_server, app):
+def test_delivered_mail_comes_from_the_site_name_with_date_and_message_id(client, smtp_server, app):
     before = datetime.now(UTC).replace(microsecond=0)
     ask_for_link(client, "reader@example.com")
     envelope, message = deliver_one(smtp_server)
@@ -317,8 +316,7 @@ def test_delivered_mail_comes_from_the_site_name_with_date_and_message_id(client
     assert re.fullmatch(r"<[^<>@\s]+@news\.test>", message["Message-ID"])
 
 
-def test_delivered_mail_has_the_link_alone_on_its_line_and_the_code_after_it(client,
-                                                                            smtp_server):
+def test_delivered_mail_has_the_link_alone_on_its_line_and_the_code_after_it(client, smtp_server):
     ask_for_link(client, "reader@example.com")
     _, message = deliver_one(smtp_server)
 
@@ -352,10 +350,13 @@ def test_code_in_the_delivered_mail_signs_the_reader_in(client, smtp_server):
     _, message = deliver_one(smtp_server)
     page = client.get(f"{SITE}/login/sent").get_data(as_text=True)
 
-    response = client.post(f"{SITE}/login/code", data={
-        "code": code_in(text_part(message)),
-        "csrf_token": CSRF_FIELD.search(page).group(1),
-    })
+    response = client.post(
+        f"{SITE}/login/code",
+        data={
+            "code": code_in(text_part(message)),
+            "csrf_token": CSRF_FIELD.search(page).group(1),
+        },
+    )
 
     assert response.status_code == 303
     assert is_signed_in(client)
@@ -408,8 +409,7 @@ def test_mail_is_in_french_by_default(client, smtp_server):
 
     assert '<html lang="fr">' in html_part(message)
     assert "Le Quotidien" in message["Subject"]
-    parts = {"subject": message["Subject"], "text": text_part(message),
-             "html": html_part(message)}
+    parts = {"subject": message["Subject"], "text": text_part(message), "html": html_part(message)}
     untranslated = [
         (where, english)
         for where, content in parts.items()
@@ -422,7 +422,7 @@ def test_mail_is_in_french_by_default(client, smtp_server):
 def test_french_and_english_mails_differ(client, smtp_server, app):
     ask_for_link(client, "reader@example.com")
     ask_for_link(app.test_client(), "reader@example.com", headers={"Accept-Language": "en"})
-    assert outbox.deliver_due().sent == 2
+    assert delivery.deliver_due().sent == 2
     french, english = [parse(envelope) for envelope in smtp_server.recorder.wait_for(2)]
 
     assert french["Subject"] != english["Subject"]
@@ -438,7 +438,7 @@ def test_mail_asked_for_while_smtp_is_down_goes_out_once_it_is_back(client, smtp
     smtp_server.stop()
     assert ask_for_link(client, "reader@example.com").status_code == 303
 
-    report = outbox.deliver_due()
+    report = delivery.deliver_due()
 
     assert (report.sent, report.retried, report.failed) == (0, 1, 0)
     (row,) = outbox_rows()
@@ -446,38 +446,40 @@ def test_mail_asked_for_while_smtp_is_down_goes_out_once_it_is_back(client, smtp
     assert row.attempts == 1
     assert row.last_error
     assert row.next_attempt_at > utcnow()
-    assert outbox.deliver_due().sent == 0  # not due yet: no hammering of a dead server
+    assert delivery.deliver_due().sent == 0  # not due yet: no hammering of a dead server
 
     smtp_server.start()
-    assert outbox.deliver_due().sent == 0  # still waiting for its backoff
+    assert delivery.deliver_due().sent == 0  # still waiting for its backoff
     make_all_due()
-    assert outbox.deliver_due().sent == 1
+    assert delivery.deliver_due().sent == 1
 
     assert len(smtp_server.recorder.wait_for(1)) == 1
     (row,) = outbox_rows()
     assert row.sent_at is not None and row.attempts == 2
-    assert outbox.deliver_due().sent == 0
+    assert delivery.deliver_due().sent == 0
     make_all_due()
-    assert outbox.deliver_due().sent == 0
+    assert delivery.deliver_due().sent == 0
     assert len(smtp_server.messages) == 1
 
 
 def test_each_failed_try_waits_longer_before_the_next(client, smtp_server, app):
-    assert outbox.backoff(1) < outbox.backoff(2) < outbox.backoff(3) < outbox.backoff(4)
-    assert outbox.backoff(1) >= timedelta(seconds=1)
-    assert outbox.backoff(1000) == timedelta(seconds=app.config["OUTBOX_BACKOFF_MAX"])
+    assert delivery.backoff(1) < delivery.backoff(2) < delivery.backoff(3) < delivery.backoff(4)
+    assert delivery.backoff(1) >= timedelta(seconds=1)
+    assert delivery.backoff(1000) == timedelta(seconds=app.config["OUTBOX_BACKOFF_MAX"])
 
     smtp_server.stop()
     ask_for_link(client, "reader@example.com")
     waits = []
     for tries in (1, 2, 3):
         before = utcnow()
-        assert outbox.deliver_due().retried == 1
+        assert delivery.deliver_due().retried == 1
         after = utcnow()
         (row,) = outbox_rows()
         assert row.attempts == tries
-        assert before + outbox.backoff(tries) <= row.next_attempt_at <= after + outbox.backoff(
-            tries
+        assert (
+            before + delivery.backoff(tries)
+            <= row.next_attempt_at
+            <= after + delivery.backoff(tries)
         )
         waits.append(row.next_attempt_at - after)
         make_all_due()
@@ -492,7 +494,7 @@ def test_mail_that_never_gets_through_is_given_up_after_the_last_try(client, smt
 
     outcomes = []
     for _ in range(5):
-        report = outbox.deliver_due()
+        report = delivery.deliver_due()
         outcomes.append((report.retried, report.failed))
         make_all_due()
 
@@ -508,13 +510,13 @@ def test_several_queued_mails_go_out_on_one_run(client, smtp_server):
     addresses = [f"reader{number}@example.com" for number in range(6)]
     queue_mails_for(client, addresses)
 
-    report = outbox.deliver_due()
+    report = delivery.deliver_due()
 
     assert (report.sent, report.retried, report.failed) == (6, 0, 0)
     envelopes = smtp_server.recorder.wait_for(6)
     assert sorted(envelope.rcpt_tos[0] for envelope in envelopes) == sorted(addresses)
     assert all(row.sent_at is not None for row in outbox_rows())
-    assert outbox.deliver_due().sent == 0
+    assert delivery.deliver_due().sent == 0
 
 
 @pytest.mark.settings(OUTBOX_BATCH_SIZE=2)
@@ -545,8 +547,11 @@ def test_worker_once_drains_every_due_mail_and_says_what_it_did(client, smtp_ser
 
 @pytest.mark.parametrize(
     ("stage", "reply"),
-    [("RCPT", "550 no such user"), ("RCPT", "550 5.1.1 no such user"),
-     ("DATA", "554 5.7.1 message refused")],
+    [
+        ("RCPT", "550 no such user"),
+        ("RCPT", "550 5.1.1 no such user"),
+        ("DATA", "554 5.7.1 message refused"),
+    ],
 )
 def test_mail_refused_for_good_is_marked_failed_and_the_others_still_go_out(
     client, picky_smtp_server, stage, reply
@@ -555,7 +560,7 @@ def test_mail_refused_for_good_is_marked_failed_and_the_others_still_go_out(
     mailbox.refuse_at[stage]["nobody@example.com"] = reply
     queue_mails_for(client, ["nobody@example.com", "reader@example.com"])
 
-    report = outbox.deliver_due()
+    report = delivery.deliver_due()
 
     assert (report.sent, report.retried, report.failed) == (1, 0, 1)
     refused, accepted = outbox_rows()
@@ -566,7 +571,7 @@ def test_mail_refused_for_good_is_marked_failed_and_the_others_still_go_out(
     assert [envelope.rcpt_tos for envelope in mailbox.wait_for(1)] == [["reader@example.com"]]
 
     make_all_due()
-    report = outbox.deliver_due()
+    report = delivery.deliver_due()
     assert (report.sent, report.retried, report.failed) == (0, 0, 0)
     assert mailbox.rcpt_calls.count("nobody@example.com") == 1
     assert outbox_rows()[0].attempts == 1
@@ -574,8 +579,10 @@ def test_mail_refused_for_good_is_marked_failed_and_the_others_still_go_out(
 
 @pytest.mark.parametrize(
     ("stage", "reply"),
-    [("RCPT", "451 4.7.1 greylisted, please try again later"),
-     ("MAIL", "451 4.3.0 too busy, try again later")],
+    [
+        ("RCPT", "451 4.7.1 greylisted, please try again later"),
+        ("MAIL", "451 4.3.0 too busy, try again later"),
+    ],
 )
 def test_mail_refused_for_now_is_tried_again_later(client, picky_smtp_server, stage, reply):
     """A 4xx reply is temporary (RFC 5321): the mail must wait, not be lost
@@ -587,7 +594,7 @@ def test_mail_refused_for_now_is_tried_again_later(client, picky_smtp_server, st
         mailbox.refuse_at["RCPT"]["reader@example.com"] = reply
     queue_mails_for(client, ["reader@example.com"])
 
-    report = outbox.deliver_due()
+    report = delivery.deliver_due()
 
     (row,) = outbox_rows()
     assert row.failed_at is None, f"a temporary {reply[:3]} was taken as final: {row.last_error}"
@@ -598,7 +605,7 @@ def test_mail_refused_for_now_is_tried_again_later(client, picky_smtp_server, st
     mailbox.refuse_sender = None
     mailbox.refuse_at["RCPT"].clear()
     make_all_due()
-    assert outbox.deliver_due().sent == 1
+    assert delivery.deliver_due().sent == 1
     assert [envelope.rcpt_tos for envelope in mailbox.wait_for(1)] == [["reader@example.com"]]
 
 
@@ -622,8 +629,7 @@ def test_in_process_worker_sends_the_mail_as_soon_as_the_request_commits(
     assert all(row.sent_at is not None for row in outbox_rows())
 
 
-def test_separate_worker_delivers_mail_queued_after_it_started(client, smtp_server,
-                                                               start_worker):
+def test_separate_worker_delivers_mail_queued_after_it_started(client, smtp_server, start_worker):
     """On PostgreSQL it LISTENs for NOTIFY, on SQLite it polls the outbox table."""
     worker, thread = start_worker(in_process=False)
 
@@ -634,12 +640,14 @@ def test_separate_worker_delivers_mail_queued_after_it_started(client, smtp_serv
     envelopes = smtp_server.recorder.wait_for(2, timeout=10)
 
     assert [envelope.rcpt_tos for envelope in envelopes] == [
-        ["first@example.com"], ["second@example.com"]
+        ["first@example.com"],
+        ["second@example.com"],
     ]
     if db.engine.dialect.name == "postgresql":
-        listening = db.session.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE :listen"
-        ), {"listen": f"LISTEN {outbox.NOTIFY_CHANNEL}%"})
+        listening = db.session.scalar(
+            text("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE :listen"),
+            {"listen": f"LISTEN {outbox.NOTIFY_CHANNEL}%"},
+        )
         db.session.commit()
         assert listening == 1
     wait_until(all_sent)  # SMTP accepted; the worker marks them sent right after
@@ -670,7 +678,7 @@ def test_two_workers_at_once_never_send_a_mail_twice(client, smtp_server, app):
         with app.app_context():
             try:
                 start.wait()
-                reports.append(outbox.deliver_due(limit=3))
+                reports.append(delivery.deliver_due(limit=3))
             except Exception as error:  # reported below, not lost in the thread
                 errors.append(error)
             finally:
@@ -721,7 +729,7 @@ def test_mail_to_an_accented_address_goes_out_with_smtputf8(client, smtp_server)
 def test_an_accented_address_never_holds_back_other_readers_mail(client, smtp_server):
     queue_mails_for(client, ["élodie@exemple.fr", "reader@example.com"])
 
-    outbox.deliver_due()  # whatever becomes of the first mail, this must not crash
+    delivery.deliver_due()  # whatever becomes of the first mail, this must not crash
 
     arrived = [envelope.rcpt_tos for envelope in smtp_server.recorder.wait_for(1)]
     assert ["reader@example.com"] in arrived
@@ -740,7 +748,7 @@ def test_without_mail_server_mail_lands_in_the_dev_mailbox_and_the_link_is_logge
     ask_for_link(client, "reader@example.com")
 
     with caplog.at_level("INFO"):
-        assert outbox.deliver_due().sent == 1
+        assert delivery.deliver_due().sent == 1
 
     files = sorted((Path(app.instance_path) / "mailbox").glob("*.eml"))
     assert len(files) == 1
@@ -756,7 +764,7 @@ def test_dev_mailbox_page_lists_the_mail_and_shows_its_link(client, app):
     ask_for_link(client, "reader@example.com")
     (row,) = outbox_rows()
     link = link_in(row.text_body)  # read before delivery, which drops the body
-    outbox.deliver_due()
+    delivery.deliver_due()
 
     inbox = client.get(f"{SITE}/dev/mailbox/")
     assert inbox.status_code == 200
@@ -782,7 +790,7 @@ def test_dev_mailbox_shows_a_newsletter_copy_with_the_reader_s_own_links(client,
     assert send(runner).exit_code == 0
     (row,) = outbox_rows()
     own = row.personal
-    outbox.deliver_due()
+    delivery.deliver_due()
 
     listing = client.get(f"{SITE}/dev/mailbox/").get_data(as_text=True)
     assert "lectrice@example.com" in listing
@@ -807,7 +815,7 @@ def test_dev_mailbox_logs_the_links_of_a_newsletter_copy(app, runner, caplog, ca
     own = row.personal
 
     with caplog.at_level("INFO"):
-        assert outbox.deliver_due().sent == 1
+        assert delivery.deliver_due().sent == 1
 
     printed = capsys.readouterr().out
     for link in (own["preferences"], own["unsubscribe"]):
@@ -817,7 +825,7 @@ def test_dev_mailbox_logs_the_links_of_a_newsletter_copy(app, runner, caplog, ca
 
 def test_dev_mailbox_page_does_not_exist_outside_dev_mode(client, app):
     ask_for_link(client, "reader@example.com")
-    outbox.deliver_due()
+    delivery.deliver_due()
 
     assert client.get(f"{SITE}/dev/mailbox/").status_code == 404
     assert client.get(f"{SITE}/dev/mailbox").status_code == 404
@@ -840,19 +848,18 @@ def test_dev_mailbox_page_does_not_exist_outside_dev_mode(client, app):
         "victim@example.org\x00reader@example.com",
     ],
 )
-def test_header_injection_in_the_address_is_refused_and_sends_nothing(client, smtp_server,
-                                                                       typed):
+def test_header_injection_in_the_address_is_refused_and_sends_nothing(client, smtp_server, typed):
     response = ask_for_link(client, typed)
 
     # A NUL is refused by the input guard (400) before the form's own check (422).
     assert response.status_code == (400 if "\x00" in typed else 422)
     assert outbox_rows() == []
-    assert outbox.deliver_due().sent == 0
+    assert delivery.deliver_due().sent == 0
     assert smtp_server.messages == []
 
 
 def test_idle_worker_waits_for_a_claim_to_run_out_instead_of_spinning(client):
     ask_for_link(client, "reader@example.com")
-    assert outbox.claim_due(10)  # another worker holds it now
-    wait = outbox.seconds_until_next_due()
-    assert wait is not None and wait > outbox.CLAIM_SECONDS - 10
+    assert delivery.claim_due(10)  # another worker holds it now
+    wait = delivery.seconds_until_next_due()
+    assert wait is not None and wait > delivery.CLAIM_SECONDS - 10

@@ -1,7 +1,7 @@
 """The newsletter as readers meet it: consent at sign-up, their choices, the signed links.
 
 Editions travel for real: ``auth-service newsletter send daily`` queues them through the
-outbox, ``outbox.deliver_due`` hands them over SMTP to an aiosmtpd server on 127.0.0.1,
+outbox, ``worker.deliver_due`` hands them over SMTP to an aiosmtpd server on 127.0.0.1,
 and the tests read the links the way a reader's mail client shows them. Sending itself
 (headers, RFC 8058, crashes, who gets what) is in ``test_newsletter_edition.py``, the
 bounce webhook and the staff preview in ``test_newsletter_publisher.py`` (here only that
@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from auth_service.articles.store import import_articles
 from auth_service.extensions import db
-from auth_service.mail import outbox
+from auth_service.mail import worker
 from auth_service.models import NewsletterConsent, Reader
 from auth_service.newsletter import subscriptions
 
@@ -149,7 +149,7 @@ def send_and_deliver(runner, smtp_server, day: date = DAY) -> list[EmailMessage]
     before = len(newsletters_at(smtp_server))
     result = send(runner, day)
     assert result.exit_code == 0, result.output
-    outbox.deliver_due()
+    worker.deliver_due()
     return newsletters_at(smtp_server)[before:]
 
 

@@ -1,7 +1,7 @@
 """Sending the daily edition: RFC 8058 headers, one-click unsubscribe, exactly-once delivery.
 
 Every copy travels for real: ``auth-service newsletter send daily --date D`` queues it in
-the outbox, ``outbox.deliver_due`` (or an ``auth-service worker`` process) hands it over
+the outbox, ``worker.deliver_due`` (or an ``auth-service worker`` process) hands it over
 SMTP to an aiosmtpd server on 127.0.0.1, and the tests read what arrived as a mail client
 would. The helpers (articles of 10 March 2025, readers, parsing) live in
 ``test_newsletter.py``.
@@ -46,7 +46,7 @@ from test_newsletter import (
 )
 
 from auth_service.extensions import db
-from auth_service.mail import outbox
+from auth_service.mail import worker
 from auth_service.models import Edition, OutboxMessage, utcnow
 from auth_service.newsletter import editions, subscriptions
 
@@ -339,9 +339,9 @@ def test_sending_the_same_edition_twice_queues_nothing_more(runner, smtp_server)
     assert "3 articles" in first.output and "queued 3, already queued before 0" in first.output
     assert "queued 0, already queued before 3" in second.output
     assert outbox_count() == 3
-    outbox.deliver_due()
+    worker.deliver_due()
     assert "queued 0, already queued before 3" in send(runner).output  # after delivery too
-    outbox.deliver_due()
+    worker.deliver_due()
     assert Counter(newsletter_recipients(smtp_server)) == {
         "one@example.com": 1,
         "two@example.com": 1,
@@ -423,7 +423,7 @@ def test_a_queueing_run_killed_after_its_first_batch_is_finished_by_the_rerun(
 
     assert rerun.exit_code == 0, rerun.output
     assert "queued 3, already queued before 2" in rerun.output
-    outbox.deliver_due()
+    worker.deliver_due()
     assert Counter(newsletter_recipients(smtp_server)) == dict.fromkeys(EVERYONE, 1)
 
 
@@ -454,7 +454,7 @@ def test_a_run_killed_between_a_batch_insert_and_its_commit_is_finished_by_the_r
     rerun = send(runner)
 
     assert "queued 3, already queued before 2" in rerun.output, rerun.output
-    outbox.deliver_due()
+    worker.deliver_due()
     assert Counter(newsletter_recipients(smtp_server)) == dict.fromkeys(EVERYONE, 1)
 
 
@@ -573,12 +573,12 @@ def test_an_smtp_server_gone_half_way_loses_nothing_and_sends_nothing_twice(runn
     smtp_server.recorder = ClosingMailbox(accept=2)
     smtp_server.start()
 
-    first = outbox.deliver_due()
+    first = worker.deliver_due()
     smtp_server.stop()  # and now it is down altogether
-    while_down = outbox.deliver_due()
+    while_down = worker.deliver_due()
     db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
     db.session.commit()
-    still_down = outbox.deliver_due()
+    still_down = worker.deliver_due()
 
     assert first.sent == 2 and first.retried == 3
     assert while_down.sent == 0
@@ -587,7 +587,7 @@ def test_an_smtp_server_gone_half_way_loses_nothing_and_sends_nothing_twice(runn
     smtp_server.start()
     db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
     db.session.commit()
-    last = outbox.deliver_due()
+    last = worker.deliver_due()
     assert last.sent == 3
     assert Counter(newsletter_recipients(smtp_server)) == dict.fromkeys(EVERYONE, 1)
-    assert outbox.deliver_due().sent == 0  # nothing left to deliver
+    assert worker.deliver_due().sent == 0  # nothing left to deliver

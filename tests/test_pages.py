@@ -146,23 +146,34 @@ PUBLIC_SENTENCE = "Cette suite reste lisible par tous les lecteurs du site."
 STANDFIRST = "La ligne rouvre après une décennie de silence."
 ARTICLES = [
     {
-        "slug": "train-de-nuit", "title": "Le train de nuit revient", "kicker": "Transports",
+        "slug": "train-de-nuit",
+        "title": "Le train de nuit revient",
+        "kicker": "Transports",
         "standfirst": STANDFIRST,
         "body_html": f"<p>{OPENING}</p><p>{GATED_SENTENCE}</p><p>Dernier paragraphe.</p>",
-        "image": {"url": "/static/demo/train-de-nuit.svg", "caption": "Un quai de gare",
-                  "credit": "Photo : Rédaction"},
-        "tags": ["Rail"], "access": "registered", "published_at": "2025-01-05T07:00:00Z",
+        "image": {
+            "url": "/static/demo/train-de-nuit.svg",
+            "caption": "Un quai de gare",
+            "credit": "Photo : Rédaction",
+        },
+        "tags": ["Rail"],
+        "access": "registered",
+        "published_at": "2025-01-05T07:00:00Z",
     },
     {
-        "slug": "rivieres", "title": "Les rivières retrouvent leurs méandres",
+        "slug": "rivieres",
+        "title": "Les rivières retrouvent leurs méandres",
         "standfirst": "Une réussite.",
         "body_html": f"<p>Ouverture publique.</p><p>{PUBLIC_SENTENCE}</p>"
-                     "<script>alert('body')</script>",
-        "access": "public", "published_at": "2025-01-04T07:00:00Z",
+        "<script>alert('body')</script>",
+        "access": "public",
+        "published_at": "2025-01-04T07:00:00Z",
     },
     {
-        "slug": "a-venir", "title": "Un article programmé pour plus tard",
-        "body_html": "<p>Pas encore.</p>", "access": "public",
+        "slug": "a-venir",
+        "title": "Un article programmé pour plus tard",
+        "body_html": "<p>Pas encore.</p>",
+        "access": "public",
         "published_at": "2099-01-01T07:00:00Z",
     },
 ]
@@ -220,8 +231,7 @@ def test_wall_form_posts_to_login_with_this_article_as_next(client, articles):
     assert wall.field("csrf_token")["value"]
 
 
-def test_wall_invites_to_sign_up_with_terms_newsletter_and_a_line_for_members(client,
-                                                                              articles):
+def test_wall_invites_to_sign_up_with_terms_newsletter_and_a_line_for_members(client, articles):
     page = text_of(in_english(client).get("/articles/train-de-nuit"))
     assert "Sign up for free to keep reading" in page
     assert "terms of use" in page
@@ -272,8 +282,12 @@ def test_login_form_has_email_newsletter_and_hidden_next(client):
     assert form.field("email")["type"] == "email"
     assert form.field("newsletter")["type"] == "checkbox"
     assert "checked" not in form.field("newsletter")  # consent is never pre-ticked
-    assert form.field("next") == {"tag": "input", "type": "hidden", "name": "next",
-                                  "value": "/articles/x?y=1"}
+    assert form.field("next") == {
+        "tag": "input",
+        "type": "hidden",
+        "name": "next",
+        "value": "/articles/x?y=1",
+    }
 
 
 def test_login_form_drops_a_next_that_leaves_the_site(client):
@@ -288,8 +302,9 @@ def test_signed_in_reader_opening_the_form_goes_to_next(app, client):
     assert response.location == "/account"
 
 
-@pytest.mark.parametrize("typed", ["jean", "jean@", "@example.com", "jean@example",
-                                   "jean dupont@example.com", "", "   "])
+@pytest.mark.parametrize(
+    "typed", ["jean", "jean@", "@example.com", "jean@example", "jean dupont@example.com", "", "   "]
+)
 def test_invalid_address_shows_the_format_hint_and_sends_nothing(reader, client, typed):
     response = reader.ask_for_link(typed)
     assert_calm_page(response, 422)
@@ -318,10 +333,13 @@ def test_invalid_address_error_is_tied_to_the_field(reader):
     assert 'id="email-error"' in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("typed", "says"), [
-    ("a" * 65 + "@example.com", "64"),
-    ("a@" + "b" * 250 + ".com", "254"),
-])
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("a" * 65 + "@example.com", "64"),
+        ("a@" + "b" * 250 + ".com", "254"),
+    ],
+)
 def test_too_long_address_says_the_limit(reader, client, typed, says):
     in_english(client)
     response = reader.ask_for_link(typed)
@@ -341,10 +359,14 @@ def test_valid_address_goes_to_check_your_email_with_one_mail(reader):
 
 def test_attempt_cookie_is_httponly_lax_and_only_for_login_pages(reader):
     response = reader.ask_for_link(ADDRESS)
-    [cookie] = [value for value in response.headers.getlist("Set-Cookie")
-                if value.startswith("auth_attempts=")]
-    attributes = {part.strip().split("=")[0].lower(): part.strip()
-                  for part in cookie.split(";")[1:]}
+    [cookie] = [
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("auth_attempts=")
+    ]
+    attributes = {
+        part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]
+    }
     assert "httponly" in attributes
     assert attributes["samesite"].lower() == "samesite=lax"
     assert attributes["path"] == "Path=/login"
@@ -370,8 +392,7 @@ def test_pages_and_mail_do_not_tell_whether_an_account_exists(app, reader, brows
     for address in ("known@example.com", "new@example.com"):
         someone = app.test_client()
         Visitor(app, someone).ask_for_link(address)
-        pages.append(_without_secrets(someone.get("/login/sent").get_data(as_text=True),
-                                      address))
+        pages.append(_without_secrets(someone.get("/login/sent").get_data(as_text=True), address))
         mail = reader.last_mail()
         mails.append(_without_secrets(mail.text, address, mail.link, mail.code))
         mails.append(mail.subject)
@@ -387,8 +408,7 @@ def test_check_your_email_names_the_exact_address(reader, client):
     reader.ask_for_link("Élodie.Martin@Exemple.fr")
     response = client.get("/login/sent")
     assert_calm_page(response, 200)
-    named = re.search(r'<strong class="address">(.*?)</strong>',
-                      response.get_data(as_text=True))
+    named = re.search(r'<strong class="address">(.*?)</strong>', response.get_data(as_text=True))
     assert named and named.group(1) == "élodie.martin@exemple.fr"
     assert response.headers["Cache-Control"] == "no-store"
 
@@ -424,8 +444,7 @@ def _send_again(browser):
     """Press "send again" on the check-your-email page."""
     page = browser.get("/login/sent")
     [form] = forms_of(page, "/login")
-    data = {attrs["name"]: attrs.get("value", "") for attrs in form.inputs
-            if attrs.get("name")}
+    data = {attrs["name"]: attrs.get("value", "") for attrs in form.inputs if attrs.get("name")}
     return browser.post("/login", data=data)
 
 
@@ -670,8 +689,11 @@ def test_signing_in_voids_the_other_links_of_the_address(reader, client, browser
 
 def _expired_link(app) -> str:
     """A link whose attempt expired a minute ago."""
-    issued = signin.issue(ADDRESS, next_url="/articles/x",
-                          now=utcnow() - timedelta(seconds=app.config["LOGIN_TOKEN_MAX_AGE"] + 60))
+    issued = signin.issue(
+        ADDRESS,
+        next_url="/articles/x",
+        now=utcnow() - timedelta(seconds=app.config["LOGIN_TOKEN_MAX_AGE"] + 60),
+    )
     db.session.commit()
     return f"/login/verify?token={issued.token}"
 
@@ -720,7 +742,7 @@ def _tampered(token: str) -> str:
     """``token`` with one character of its payload changed."""
     position = len(token.split(".")[0]) // 2
     swapped = "B" if token[position] != "B" else "C"
-    return token[:position] + swapped + token[position + 1:]
+    return token[:position] + swapped + token[position + 1 :]
 
 
 @pytest.mark.parametrize("same_browser", [True, False])
@@ -739,7 +761,8 @@ def test_link_signed_with_another_key_says_invalid(reader, browser):
     reader.ask_for_link(ADDRESS)
     attempt = rows(LoginAttempt)[0]
     forged = URLSafeTimedSerializer("not-our-key-" * 4, salt=signin.LINK_SALT).dumps(
-        {"a": attempt.id, "r": "guess"})
+        {"a": attempt.id, "r": "guess"}
+    )
     response = in_english(browser).get(f"/login/verify?token={forged}")
     assert_calm_page(response, 400)
     assert "This link is not valid" in text_of(response)
@@ -754,8 +777,9 @@ def test_link_without_a_real_token_says_invalid(client, query):
 
 def test_tampered_token_in_the_confirm_form_says_invalid(reader, browser):
     reader.ask_for_link(ADDRESS)
-    response = post_form(in_english(browser), "/login/verify",
-                         {"token": _tampered(reader.last_mail().token)})
+    response = post_form(
+        in_english(browser), "/login/verify", {"token": _tampered(reader.last_mail().token)}
+    )
     assert_calm_page(response, 400)
     assert "This link is not valid" in text_of(response)
 
@@ -763,8 +787,9 @@ def test_tampered_token_in_the_confirm_form_says_invalid(reader, browser):
 def test_link_mailed_before_a_key_rotation_still_signs_in(app, reader, client):
     reader.ask_for_link(ADDRESS, next_url="/articles/x")
     old_key = app.config["SECRET_KEY"]
-    app.config.update(SECRET_KEY="a-brand-new-secret-key-0123456789abcdef",
-                      SECRET_KEY_FALLBACKS=[old_key])
+    app.config.update(
+        SECRET_KEY="a-brand-new-secret-key-0123456789abcdef", SECRET_KEY_FALLBACKS=[old_key]
+    )
     response = client.get(f"/login/verify?token={reader.last_mail().token}")
     assert response.status_code == 303
     assert response.location == "/articles/x"
@@ -775,12 +800,27 @@ def test_link_mailed_before_a_key_rotation_still_signs_in(app, reader, client):
 """``next`` is followed only when it is a path on this site; anything else goes to /."""
 
 LEAVING_THE_SITE = [
-    "https://evil.example/", "http://evil.example", "//evil.example", "///evil.example",
-    "/\\evil.example", "\\\\evil.example", "https:evil", "https:/evil.example",
-    "javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,<b>x</b>",
-    "%2F%2Fevil.example", "https%3A%2F%2Fevil.example", "/\t/evil.example",
-    "/\n/evil.example", "/\r\n/evil.example", " //evil.example", "%00//evil.example",
-    "evil.example", "articles/x", "/" + "a" * 3000,
+    "https://evil.example/",
+    "http://evil.example",
+    "//evil.example",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "https:evil",
+    "https:/evil.example",
+    "javascript:alert(1)",
+    "JavaScript:alert(1)",
+    "data:text/html,<b>x</b>",
+    "%2F%2Fevil.example",
+    "https%3A%2F%2Fevil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    " //evil.example",
+    "%00//evil.example",
+    "evil.example",
+    "articles/x",
+    "/" + "a" * 3000,
 ]
 
 
@@ -791,8 +831,17 @@ def test_next_that_leaves_the_site_goes_to_the_front_page(app, client, target):
     assert response.location == "/"
 
 
-@pytest.mark.parametrize("target", ["/articles/x?y=1", "/account", "/articles/été#suite",
-                                    "/%2F%2Fevil.example", "/%5Cevil.example"], ids=repr)
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/articles/x?y=1",
+        "/account",
+        "/articles/été#suite",
+        "/%2F%2Fevil.example",
+        "/%5Cevil.example",
+    ],
+    ids=repr,
+)
 def test_next_on_this_site_is_kept_and_stays_on_the_site(app, client, target):
     response = sign_in(app, client, next_url=target)
     assert response.status_code == 303
@@ -834,8 +883,11 @@ def test_session_cookie_from_before_sign_in_opens_nothing(app, client, browser, 
 def test_session_cookie_is_httponly_lax_and_lasts_thirty_days(reader):
     reader.ask_for_link(ADDRESS)
     response = reader.client.get(f"/login/verify?token={reader.last_mail().token}")
-    [cookie] = [value for value in response.headers.getlist("Set-Cookie")
-                if value.startswith("auth_session=")]
+    [cookie] = [
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("auth_session=")
+    ]
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
     expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1))
@@ -891,8 +943,9 @@ def test_account_shows_address_newsletters_and_recent_sign_ins(app, client):
     page = text_of(response)
     assert ADDRESS in page
     assert re.search(r'id="nl-daily"[^>]*checked', page)
-    assert re.search(r"<table class=\"sign-ins\">.*?<tbody>\s*<tr>", response.get_data(
-        as_text=True), re.DOTALL)
+    assert re.search(
+        r"<table class=\"sign-ins\">.*?<tbody>\s*<tr>", response.get_data(as_text=True), re.DOTALL
+    )
     assert response.headers["Cache-Control"] == "no-store"
 
 
@@ -937,8 +990,11 @@ def test_session_cookie_from_before_sign_out_everywhere_opens_nothing(app, clien
 
 
 def test_export_is_a_json_download_of_the_readers_data(app, client):
-    label = re.search(r'<label for="newsletter">(.*?)</label>',  # as the reader saw it
-                      client.get("/login").get_data(as_text=True), re.DOTALL).group(1)
+    label = re.search(
+        r'<label for="newsletter">(.*?)</label>',  # as the reader saw it
+        client.get("/login").get_data(as_text=True),
+        re.DOTALL,
+    ).group(1)
     sign_in(app, client, newsletter=True)
     response = client.get("/account/export")
     assert response.status_code == 200
@@ -963,8 +1019,9 @@ def test_export_holds_only_this_readers_data(app, client, browser):
 def test_delete_with_the_wrong_address_deletes_nothing(app, client):
     in_english(client)
     sign_in(app, client, newsletter=True)
-    response = post_form(client, "/account/delete", {"confirm": "other@example.com"},
-                         page="/account")
+    response = post_form(
+        client, "/account/delete", {"confirm": "other@example.com"}, page="/account"
+    )
     assert_calm_page(response, 422)
     assert "Type your email address exactly as shown above" in text_of(response)
     assert forms_of(response, "/account/delete")[0].field("confirm")["aria-invalid"] == "true"
@@ -984,8 +1041,9 @@ def test_delete_removes_the_account_its_data_and_every_session(app, client, brow
     sign_in(app, client, newsletter=True)
     sign_in(app, browser)
     Visitor(app, app.test_client()).ask_for_link(ADDRESS)  # a link still waiting
-    response = post_form(client, "/account/delete", {"confirm": "  Reader@EXAMPLE.com "},
-                         page="/account")
+    response = post_form(
+        client, "/account/delete", {"confirm": "  Reader@EXAMPLE.com "}, page="/account"
+    )
     assert response.status_code == 303
     assert response.location == "/"
     assert rows(ReaderAccount) == []
@@ -1053,8 +1111,7 @@ def test_code_without_form_token_signs_nothing_in(reader, client):
 
 def test_confirm_without_form_token_consumes_nothing(reader, browser):
     reader.ask_for_link(ADDRESS)
-    response = in_english(browser).post("/login/verify",
-                                        data={"token": reader.last_mail().token})
+    response = in_english(browser).post("/login/verify", data={"token": reader.last_mail().token})
     assert_refused_form(response)
     assert rows(LoginAttempt)[0].used_at is None
     assert not is_signed_in(browser)
@@ -1111,7 +1168,8 @@ def test_lang_parameter_switches_back_to_french(client):
 
 def test_browser_asking_for_english_gets_english(client):
     body = client.get("/login", headers={"Accept-Language": "en-GB,en;q=0.9"}).get_data(
-        as_text=True)
+        as_text=True
+    )
     assert '<html lang="en">' in body and "Sign up or sign in" in body
 
 
@@ -1161,11 +1219,19 @@ def test_unknown_page_is_a_404_page(client):
     assert_calm_page(client.get("/no/such/page"), 404)
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/logout"), ("GET", "/login/code"), ("GET", "/account/delete"),
-    ("GET", "/account/sign-out-everywhere"), ("PUT", "/login"), ("DELETE", "/account"),
-    ("POST", "/healthz"), ("POST", "/"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/logout"),
+        ("GET", "/login/code"),
+        ("GET", "/account/delete"),
+        ("GET", "/account/sign-out-everywhere"),
+        ("PUT", "/login"),
+        ("DELETE", "/account"),
+        ("POST", "/healthz"),
+        ("POST", "/"),
+    ],
+)
 def test_wrong_method_is_a_405_page(client, method, path):
     response = in_english(client).open(path, method=method)
     assert_calm_page(response, 405)
@@ -1180,8 +1246,9 @@ def test_wrong_method_page_says_which_methods_are_allowed(client):
 
 def test_too_large_form_is_a_413_page_and_sends_nothing(client):
     token = csrf_token(in_english(client))
-    response = client.post("/login", data={"email": "x" * 70_000 + "@example.com",
-                                           "csrf_token": token})
+    response = client.post(
+        "/login", data={"email": "x" * 70_000 + "@example.com", "csrf_token": token}
+    )
     assert_calm_page(response, 413)
     assert "Too much data" in text_of(response)
     assert rows(OutboxMessage) == []
@@ -1193,4 +1260,3 @@ def test_every_response_has_the_protective_headers(client, path):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert "frame-ancestors 'self'" in response.headers["Content-Security-Policy"]
-

@@ -28,7 +28,7 @@ from test_newsletter import (
 from test_newsletter_edition import unsubscribe_header_links
 
 from auth_service.cli import unsubscribe_mail_command
-from auth_service.mail import outbox
+from auth_service.mail import worker
 from auth_service.newsletter import unsubscribe_mail as mailto_module
 
 READER = "lea@example.com"
@@ -80,7 +80,7 @@ def test_an_unsubscribed_reader_gets_no_more_editions(runner, mailto, smtp_serve
     pipe(runner, mail_from_client(*mailto))
 
     assert send(runner, NEXT_DAY).exit_code == 0
-    outbox.deliver_due()
+    worker.deliver_due()
 
     assert newsletter_recipients(smtp_server).count(READER) == 1  # the first day's only
     assert newsletter_recipients(smtp_server).count(OTHER) == 2
@@ -139,12 +139,19 @@ def test_a_subject_in_encoded_words_still_works(runner, mailto):
         "unsubscribe daily \x00\x01",
         "désabonnement quotidien ✉️ 日本語",
     ],
-    ids=["none", "empty", "word", "no-token", "prose", "junk-token", "long-token", "control",
-         "unicode"],
+    ids=[
+        "none",
+        "empty",
+        "word",
+        "no-token",
+        "prose",
+        "junk-token",
+        "long-token",
+        "control",
+        "unicode",
+    ],
 )
-def test_a_mail_without_a_genuine_request_is_ignored_and_changes_nothing(
-    runner, mailto, subject
-):
+def test_a_mail_without_a_genuine_request_is_ignored_and_changes_nothing(runner, mailto, subject):
     address, _ = mailto
 
     result = pipe(runner, mail_from_client(address, subject))
@@ -159,8 +166,10 @@ def test_a_forged_token_or_another_newsletter_is_ignored(runner, mailto):
     newsletter's name, unsubscribes nobody."""
     address, subject = mailto
     words = subject.split()
-    for forged in (f"{words[0]} {words[1]} {tampered(words[2])}",
-                   subject.replace("daily", "weekly", 1)):
+    for forged in (
+        f"{words[0]} {words[1]} {tampered(words[2])}",
+        subject.replace("daily", "weekly", 1),
+    ):
         result = pipe(runner, mail_from_client(address, forged))
         assert result.exit_code == 0
         assert result.output.startswith("ignored:"), result.output
@@ -172,8 +181,9 @@ def test_the_sender_address_proves_nothing(runner, mailto):
     unsubscribes nobody; a mail from Sam with Léa's subject unsubscribes Léa."""
     address, subject = mailto
 
-    assert pipe(runner, mail_from_client(address, "unsubscribe daily", sender=READER)
-                ).output.startswith("ignored:")
+    assert pipe(
+        runner, mail_from_client(address, "unsubscribe daily", sender=READER)
+    ).output.startswith("ignored:")
     assert is_subscribed(READER)
     pipe(runner, mail_from_client(address, subject, sender=OTHER))
     assert not is_subscribed(READER) and is_subscribed(OTHER)
@@ -190,8 +200,15 @@ def test_the_sender_address_proves_nothing(runner, mailto):
         b"\r\n\r\n\r\nSubject: unsubscribe daily x\r\n",
         b"Subject: unsubscribe daily\r\nBcc: victim@example.org\r\n\r\nbody",
     ],
-    ids=["empty", "binary", "huge-subject", "bad-encoded-word", "many-subjects",
-         "no-headers", "injection"],
+    ids=[
+        "empty",
+        "binary",
+        "huge-subject",
+        "bad-encoded-word",
+        "many-subjects",
+        "no-headers",
+        "injection",
+    ],
 )
 def test_anything_on_standard_input_gets_a_line_and_exit_0(runner, mailto, raw):
     result = pipe(runner, raw)

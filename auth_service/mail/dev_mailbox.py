@@ -12,7 +12,7 @@ from email.parser import BytesParser
 
 from flask import Blueprint, Response, abort, current_app, render_template
 
-from .mailer import mailbox_folder
+from .transports import mailbox_folder
 
 bp = Blueprint("devmail", __name__, url_prefix="/dev/mailbox")
 

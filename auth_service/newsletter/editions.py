@@ -23,8 +23,8 @@ from .. import storable
 from ..auth.addresses import transport_address
 from ..config import public_host
 from ..extensions import db
-from ..mail.mailer import PREFERENCES_URL, UNSUBSCRIBE_URL, public_url_for
 from ..mail.outbox import wake_workers
+from ..mail.rendering import PREFERENCES_URL, UNSUBSCRIBE_URL, public_url_for
 from ..models import (
     NEWSLETTER_COPY,
     Article,

@@ -13,7 +13,7 @@ from ..auth.addresses import InvalidAddress, normalise_address
 from ..errors import error_response, render_error
 from ..extensions import csrf, db
 from ..i18n import current_language
-from ..mail.mailer import LINK_MARKERS, personalise
+from ..mail.rendering import LINK_MARKERS, personalise
 from ..security import private_page, reads_json, token_page
 from ..storable import FIRST_DAY, LAST_DAY, OutOfCalendar, check_day, moment_in_utc
 from . import editions, subscriptions

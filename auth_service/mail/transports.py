@@ -1,0 +1,177 @@
+"""Where mail goes: an SMTP session, or the dev mailbox folder.
+
+Each transport opens a ``connection`` whose ``send`` takes one queued message. The SMTP
+one sends newsletter copies spliced from their edition (:mod:`.copies`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import Flask, current_app
+from flask_mail import Connection
+
+from .copies import EditionCopies
+from .rendering import QueuedMessage, bodies_of, build_message
+
+log = logging.getLogger(__name__)
+
+
+class SmtpTransport:
+    """Delivers over SMTP.
+
+    Flask-Mail opens the connection (``MAIL_*`` settings: TLS, SSL, login); the
+    standard library's ``sendmail`` sends, with SMTPUTF8 when an address needs it.
+    """
+
+    @contextmanager
+    def connection(self, copies: EditionCopies | None = None):
+        """An open SMTP connection whose ``send`` takes an :class:`~.rendering.QueuedMessage`.
+
+        ``copies`` may be shared by the connections of one delivery pass, so that each
+        edition is built once per pass rather than once per connection.
+        """
+        # Flask-Mail keeps the app's SMTP settings in its per-app state object.
+        with _TimedConnection(current_app.extensions["mail"]) as connection:
+            yield _SmtpSender(connection.host, copies or EditionCopies())
+
+
+class _TimedConnection(Connection):
+    """Flask-Mail's connection, opened with ``MAIL_TIMEOUT`` from the first byte.
+
+    Flask-Mail connects, starts TLS and logs in without a timeout, so a server that
+    accepts the TCP connection and then says nothing would hang the worker for ever.
+    """
+
+    def configure_host(self):
+        """Connect, STARTTLS and log in as Flask-Mail would, every step bounded."""
+        settings, timeout = self.mail, current_app.config["MAIL_TIMEOUT"]
+        kind = _SslHost if settings.use_ssl else _Host
+        host = kind(settings.server, settings.port, timeout=timeout)
+        if settings.use_tls:
+            host.starttls()
+        if settings.username and settings.password:
+            host.login(settings.username, settings.password)
+        return host
+
+
+class _Meanwhile:
+    """smtplib's client, doing the caller's pending work while the server answers.
+
+    ``meanwhile``, when set, is called once, right after the next command is sent and
+    before its reply is read: the outbox writes the previous message's mark there, while
+    the server reads the next MAIL FROM.
+    """
+
+    meanwhile = None
+
+    def getreply(self):
+        if self.meanwhile is not None:
+            call, self.meanwhile = self.meanwhile, None
+            call()
+        return super().getreply()
+
+
+class _Host(_Meanwhile, smtplib.SMTP):
+    pass
+
+
+class _SslHost(_Meanwhile, smtplib.SMTP_SSL):
+    pass
+
+
+class _SmtpSender:
+    """One open SMTP connection: sends outbox rows, newsletter copies spliced."""
+
+    def __init__(self, host: smtplib.SMTP, copies: EditionCopies):
+        self.host = host
+        self.copies = copies
+
+    def send(self, message: QueuedMessage, *, meanwhile=None) -> None:
+        """Send one message; call ``meanwhile()``, if given, while the server answers its
+        first command (always before its content)."""
+        self.host.ehlo_or_helo_if_needed()
+        sender = current_app.config["MAIL_DEFAULT_SENDER"]
+        # Our text parts are 8-bit UTF-8: say so to servers that want to know.
+        options = ["BODY=8BITMIME"] if self.host.has_extn("8bitmime") else []
+        data = self.copies.bytes_of(message)
+        if data is None:
+            # Written by the message's own policy, as the splice and the dev mailbox
+            # are (smtplib's send_message would turn body lines "From …" into ">From …").
+            data = build_message(message).as_bytes()
+        if not message.to_address.isascii():
+            options.append("SMTPUTF8")  # smtplib refuses if the server cannot
+        self.host.meanwhile = meanwhile
+        try:
+            self.host.sendmail(sender, [message.to_address], data, options)
+        finally:
+            self.host.meanwhile = None
+
+
+class DevMailbox:
+    """Writes each mail as an ``.eml`` file under the instance folder and logs its links.
+
+    The embedded default when no ``MAIL_SERVER`` is configured.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    @contextmanager
+    def connection(self, copies=None):
+        """The mailbox folder, ready to receive files (``copies`` is not needed here)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        yield self
+
+    def send(self, message: QueuedMessage, *, meanwhile=None) -> None:
+        """Store one message and print its links to the console."""
+        if meanwhile is not None:
+            meanwhile()
+        path = self.folder / f"{message.created_at:%Y%m%d-%H%M%S}-{message.id:06d}.eml"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(build_message(message).as_bytes())
+        temporary.replace(path)
+        # A newsletter copy's row holds no body: read the text the reader gets.
+        _subject, text, _html = bodies_of(message)
+        links = re.findall(r"^https?://\S+$", text, flags=re.MULTILINE)
+        log.info("Dev mailbox: mail to %s: %s", message.to_address, " ".join(links))
+        # The console is where a developer trying the demo looks first.
+        print(f" * Mail to {message.to_address}: {message.subject}", flush=True)
+        for link in links:
+            print(f"   {link}", flush=True)
+
+
+def mailbox_folder(app: Flask) -> Path:
+    """Where the dev mailbox keeps its files."""
+    return Path(app.instance_path) / "mailbox"
+
+
+def transport_for(app: Flask):
+    """SMTP when ``MAIL_SERVER`` is configured, the dev mailbox otherwise."""
+    if app.config.get("MAIL_SERVER"):
+        return SmtpTransport()
+    return DevMailbox(mailbox_folder(app))
+
+
+def is_permanent(error: smtplib.SMTPException) -> bool:
+    """Whether an SMTP refusal of one message is final (5xx) or worth retrying (4xx)."""
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return True  # e.g. an accented address and a server without SMTPUTF8
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+    else:
+        codes = [getattr(error, "smtp_code", 0)]
+    return bool(codes) and all(500 <= code < 600 for code in codes)
+
+
+# Refusals of one message: the connection stays usable for the next one.
+MESSAGE_REFUSALS = (
+    smtplib.SMTPRecipientsRefused,
+    smtplib.SMTPSenderRefused,
+    smtplib.SMTPDataError,
+    smtplib.SMTPNotSupportedError,
+)
