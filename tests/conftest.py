@@ -8,55 +8,36 @@ set ``TEST_DATABASES=sqlite`` to run only the SQLite half while working locally.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from flask import has_app_context
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
+from support.articles import ARTICLES
+from support.live import live_server  # noqa: F401 (a fixture, registered by importing it)
+from support.network import free_port
+from support.settings import DATA_TABLES, DATABASES, SECRET
+from support.smtp import SmtpServer
+from support.web import Visitor
 
 from auth_service import create_app
+from auth_service.articles.store import import_articles
 from auth_service.extensions import db
-
-DATABASES = [name for name in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
-DATA_TABLES = [
-    "sign_in_events",
-    "newsletter_consents",
-    "readers",
-    "login_attempts",
-    "outbox_messages",
-    "editions",
-    "suppressions",
-    "articles",
-    "rate_limits",
-    "reader_sessions",
-]
-SECRET = "test-secret-key-that-is-long-enough-0123456789"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now, on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """No test sees the settings of the shell that runs the suite."""
+def clean_environment(monkeypatch, tmp_path):
+    """No test sees the settings of the shell that runs the suite, and none writes an
+    ``instance/`` folder into the repository: each app's instance folder is the test's."""
     for key in list(os.environ):
         if key.startswith("AUTH_SERVICE_") or key in ("PUBLIC_URL", "FLASK_DEBUG", "FLASK_APP"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("AUTH_SERVICE_INSTANCE_PATH", str(tmp_path / "instance"))
 
 
 # --- PostgreSQL ------------------------------------------------------------------
@@ -140,7 +121,10 @@ def postgres_url():
 
 def _migrate(url: str) -> None:
     """Build the schema with the project's Alembic migrations, as production does."""
-    app = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    with pytest.MonkeyPatch.context() as patch:
+        # Session-wide, before any test's own folder exists: a folder of its own.
+        patch.setenv("AUTH_SERVICE_INSTANCE_PATH", tempfile.mkdtemp(prefix="auth-service-migrate-"))
+        app = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
     with app.app_context():
         upgrade(directory=app.extensions["migrate"].directory)
         db.engine.dispose()
@@ -218,8 +202,6 @@ def app(database_url, settings, tmp_path):
     }
     application = create_app(config)
     application.test_client_class = OwnContextClient
-    application.instance_path = str(tmp_path / "instance")
-    Path(application.instance_path).mkdir(exist_ok=True)
     with application.app_context():
         yield application
         db.session.remove()
@@ -249,85 +231,6 @@ def pytest_configure(config):
 # --- Reading pages and mail ---------------------------------------------------------
 
 
-CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_token(client, path: str = "/login") -> str:
-    """The CSRF token a page hands to its forms, read as a browser would."""
-    page = client.get(path).get_data(as_text=True)
-    match = CSRF_FIELD.search(page)
-    assert match, f"no CSRF field on {path}"
-    return match.group(1)
-
-
-@dataclass
-class Mail:
-    """A mail as the reader gets it: headers and both parts."""
-
-    to: str
-    subject: str
-    text: str
-    html: str
-    headers: dict = field(default_factory=dict)
-
-    @property
-    def link(self) -> str:
-        """The sign-in link: the line of the text part that is only a URL."""
-        return re.search(r"^(https?://\S+)$", self.text, re.MULTILINE).group(1)
-
-    @property
-    def token(self) -> str:
-        """The token of the sign-in link."""
-        return self.link.split("token=", 1)[1]
-
-    @property
-    def code(self) -> str:
-        """The first standalone 6-digit number outside the link."""
-        without_link = self.text.replace(self.link, "")
-        return re.search(r"(?<!\d)(\d{6})(?!\d)", without_link).group(1)
-
-
-class Visitor:
-    """A reader at a browser: asks for links, reads the mail the service queued."""
-
-    def __init__(self, app, client):
-        self.app = app
-        self.client = client
-
-    def ask_for_link(
-        self, email: str, *, next_url: str = "/", newsletter: bool = False, client=None
-    ):
-        """Submit the sign-up-or-sign-in form."""
-        client = client or self.client
-        data = {"email": email, "next": next_url, "csrf_token": csrf_token(client)}
-        if newsletter:
-            data["newsletter"] = "y"
-        return client.post("/login", data=data)
-
-    def outbox(self) -> list[Mail]:
-        """Every queued mail, oldest first, read from the outbox table."""
-        from auth_service.models import OutboxMessage
-
-        rows = db.session.scalars(db.select(OutboxMessage).order_by(OutboxMessage.id)).all()
-        return [
-            Mail(r.to_address, r.subject, r.text_body, r.html_body, dict(r.headers)) for r in rows
-        ]
-
-    def last_mail(self) -> Mail:
-        """The newest queued mail."""
-        mails = self.outbox()
-        assert mails, "no mail was queued"
-        return mails[-1]
-
-    def sign_in(
-        self, email: str = "reader@example.com", *, next_url: str = "/", newsletter: bool = False
-    ):
-        """Ask for a link and open it in the same browser; return the final response."""
-        response = self.ask_for_link(email, next_url=next_url, newsletter=newsletter)
-        assert response.status_code == 303, response.status_code
-        return self.client.get(f"/login/verify?token={self.last_mail().token}")
-
-
 @pytest.fixture
 def reader(app, client):
     """The reader of the journey, at the ``client`` browser."""
@@ -337,58 +240,6 @@ def reader(app, client):
 # --- A real SMTP server -------------------------------------------------------------
 
 
-class Recorder:
-    """An aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self):
-        self.messages: list = []
-        self.arrived = threading.Condition()
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
-        """Accept and record one message."""
-        with self.arrived:
-            self.messages.append(envelope)
-            self.arrived.notify_all()
-        return "250 Message accepted for delivery"
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list:
-        """Block until ``count`` messages have arrived (or fail after ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        with self.arrived:
-            while len(self.messages) < count:
-                left = deadline - time.monotonic()
-                assert left > 0, f"{len(self.messages)} of {count} messages arrived"
-                self.arrived.wait(left)
-        return self.messages
-
-
-class SmtpServer:
-    """A real SMTP server on 127.0.0.1 that can be stopped and started again."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.recorder = Recorder()
-        self.controller = None
-
-    def start(self) -> None:
-        """Listen on the port."""
-        self.controller = Controller(
-            self.recorder, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True
-        )
-        self.controller.start()
-
-    def stop(self) -> None:
-        """Stop listening: the service sees SMTP down."""
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-    @property
-    def messages(self) -> list:
-        """Envelopes accepted so far."""
-        return self.recorder.messages
-
-
 @pytest.fixture
 def smtp_server():
     """A running SMTP server for one test."""
@@ -396,3 +247,16 @@ def smtp_server():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def browser(app):
+    """A second browser: its own cookies, nothing shared with ``client``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def articles(app):
+    """The test articles, stored the way ``auth-service articles import`` stores them."""
+    import_articles(ARTICLES)
+    return ARTICLES

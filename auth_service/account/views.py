@@ -55,8 +55,8 @@ def account():
 def sign_out_everywhere():
     """End every session of this reader, on every device."""
     sessions.end_every_session(current_user._get_current_object())
-    db.session.commit()
     sign_out_this_browser()
+    db.session.commit()
     flash(_("You are signed out on every device."), "success")
     return redirect(url_for("articles.front_page"), 303)
 
@@ -67,6 +67,7 @@ def sign_out_device(device_id: str):
     """End one session of this reader: a device they no longer use, or this one."""
     if device_id == sessions.key_hash(current_user.session_key):
         sign_out_this_browser()  # which ends this session, wherever it was copied
+        db.session.commit()
         flash(_("You are signed out."), "success")
         return redirect(url_for("articles.front_page"), 303)
     if not sessions.end_device(current_user._get_current_object(), device_id):
@@ -102,8 +103,8 @@ def delete():
         error = _("Type your email address exactly as shown above to delete your account.")
         return _render_account(delete_error=error, typed=typed[:320]), 422
     personal_data.delete_reader(current_user._get_current_object())
-    db.session.commit()
     sign_out_this_browser()
+    db.session.commit()
     flash(_("Your account and its data have been deleted."), "success")
     response = redirect(url_for("articles.front_page"), 303)
     forget_device(response)

@@ -66,7 +66,7 @@ def _reason(error: EmailNotValidError) -> str:
     """The reason to give for a refusal by email-validator.
 
     It tells a length refusal from a format one only in its wording, which
-    ``tests/test_addresses.py`` pins for each limit.
+    ``tests/auth/test_addresses.py`` pins for each limit.
     """
     message = str(error)
     if "too long before the @-sign" in message:

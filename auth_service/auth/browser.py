@@ -16,7 +16,6 @@ from flask_login import current_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..config import signing_keys
-from ..extensions import db
 from . import sessions
 
 COOKIE_SALT = "auth-service.attempt-cookie"
@@ -100,10 +99,9 @@ def remember_attempt(response, attempt_id: str, earlier: list[str]) -> None:
 
 def sign_out_this_browser() -> None:
     """End this browser's session: its server-side row (so a copy of the cookie is
-    dead too), the reader, and everything else the cookie held."""
+    dead too), the reader, and everything else the cookie held. The caller commits."""
     if current_user.is_authenticated:
         sessions.end_session(current_user.session_key)
-        db.session.commit()
     logout_user()
     session.clear()
 

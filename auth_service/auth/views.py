@@ -209,6 +209,7 @@ def confirm():
 def logout():
     """Sign this browser out."""
     sign_out_this_browser()
+    db.session.commit()
     return redirect(url_for("articles.front_page"), 303)
 
 

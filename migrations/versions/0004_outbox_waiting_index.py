@@ -46,7 +46,5 @@ def _swap_indexes(**options):
 
 
 def downgrade():
-    op.create_index(
-        "ix_outbox_due", "outbox_messages", ["sent_at", "failed_at", "next_attempt_at"]
-    )
+    op.create_index("ix_outbox_due", "outbox_messages", ["sent_at", "failed_at", "next_attempt_at"])
     op.drop_index("ix_outbox_waiting", table_name="outbox_messages")
