@@ -174,13 +174,8 @@ def _serializer_for(keys: tuple[str, ...]) -> URLSafeSerializer:
     return URLSafeSerializer(list(keys), salt=PREFERENCES_SALT)
 
 
-def preferences_token(reader: Reader) -> str:
-    """The signed token of a reader's preference and unsubscribe links."""
-    return token_for_public_id(reader.public_id)
-
-
 def token_for_public_id(public_id: str) -> str:
-    """:func:`preferences_token` from a reader's public id, for bulk sends.
+    """The signed token of a reader's preference and unsubscribe links.
 
     The payload is the reader's opaque public id: random, so it tells nothing of how
     many readers there are or in what order they came, and it dies with the account

@@ -132,7 +132,7 @@ def field_names(app, client) -> dict[str, set[str]]:
             finder.feed(client.get(path).get_data(as_text=True))
     account = app.extensions["sqlalchemy"].session.scalar(db.select(Reader))
     if account is not None:  # the pages of the newsletter links
-        token = subscriptions.preferences_token(account)
+        token = subscriptions.token_for_public_id(account.public_id)
         for path in (
             f"/newsletter/preferences?token={token}",
             f"/newsletter/unsubscribe?n=daily&token={token}",
@@ -455,7 +455,7 @@ def test_a_nul_beside_a_genuine_link_changes_no_subscription(app, client, path, 
     else:
         subscriptions.subscribe(account, daily, wording="Recevoir La Une", source="test")
     db.session.commit()
-    query = {"n": "daily", "token": subscriptions.preferences_token(account)}
+    query = {"n": "daily", "token": subscriptions.token_for_public_id(account.public_id)}
     data = {"List-Unsubscribe": "One-Click"}
     if where == "form-field":
         data["page"] = "\x00"
@@ -686,7 +686,7 @@ def lea(app):
     db.session.commit()
     subscriptions.subscribe(account, subscriptions.newsletter("daily"), wording="w", source="t")
     db.session.commit()
-    return account, subscriptions.preferences_token(account).encode()
+    return account, subscriptions.token_for_public_id(account.public_id).encode()
 
 
 @pytest.mark.parametrize(
