@@ -117,6 +117,16 @@ class Config:
     # Who may frame the pages (CSP frame-ancestors), e.g. "'self' https://www.news.example".
     FRAME_ANCESTORS = "'self'"
 
+    # The news site's side (docs/contract.md §7). Origins (scheme://host[:port]) whose
+    # pages may call the JSON API with the reader's cookies (CORS with credentials),
+    # and where a sign-in link may send the reader back to. A list, or comma-separated.
+    ALLOWED_ORIGINS: list[str] = []
+    # Metering: registered articles a signed-out browser may read per period before the
+    # wall shows (0: the wall from the first article). Counted in a signed cookie.
+    PAYWALL_FREE_ARTICLES = 0
+    PAYWALL_METER_DAYS = 30
+    METER_COOKIE_NAME = "auth_meter"
+
 
 def load(app: Flask, test_config: dict | None) -> None:
     """Fill ``app.config`` from the defaults, the environment, then ``test_config``."""
@@ -133,6 +143,9 @@ def load(app: Flask, test_config: dict | None) -> None:
         app.config["SECRET_KEY_FALLBACKS"] = [
             key for key in app.config["SECRET_KEY_FALLBACKS"].split(",") if key
         ]
+    app.config["ALLOWED_ORIGINS"] = _origins(app.config["ALLOWED_ORIGINS"])
+    for key in ("PAYWALL_FREE_ARTICLES", "PAYWALL_METER_DAYS"):
+        app.config[key] = _whole_number(key, app.config[key])
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             f"sqlite:///{app.instance_path}/auth_service.sqlite3"
@@ -142,6 +155,36 @@ def load(app: Flask, test_config: dict | None) -> None:
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
     app.config["MAIL_DEFAULT_SENDER"] = _sender_address(app)
+
+
+def _origins(configured) -> list[str]:
+    """``ALLOWED_ORIGINS`` as a list of ``scheme://host[:port]``, each checked."""
+    if isinstance(configured, str):
+        configured = configured.split(",")
+    origins = []
+    for entry in configured or []:
+        origin = str(entry).strip().rstrip("/")
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise ConfigurationError(
+                f"ALLOWED_ORIGINS entry {origin!r} is not an origin; give scheme://host[:port] "
+                "with no path, for example https://www.news.example."
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return origins
+
+
+def _whole_number(key: str, value) -> int:
+    """A setting that must be a whole number, zero or more."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0:
+        raise ConfigurationError(f"{key} must be a whole number, zero or more (got {value!r}).")
+    return number
 
 
 def _sender_address(app: Flask) -> str:
