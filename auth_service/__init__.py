@@ -57,13 +57,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
 
-    from . import account, articles, auth, health, newsletter
+    from . import account, api, articles, auth, health, newsletter
     from .mail import dev_mailbox, outbox
 
     outbox.init_app(app)  # listeners: wake the mail worker after a commit that queued mail
 
     app.register_blueprint(articles.bp)
     auth.init_app(app)
+    api.init_app(app)  # the JSON API for the news site's pages, and its CORS
     app.register_blueprint(account.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(newsletter.bp)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import string
 from datetime import timedelta
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from flask import Flask
+
+# What the path of PUBLIC_URL may hold: characters that need no percent-encoding, so
+# that it reads the same in a URL, in PATH_INFO and in a cookie's Path.
+PATH_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-._~/")
 
 
 class ConfigurationError(RuntimeError):
@@ -80,6 +85,11 @@ class Config:
     MAIL_EVENTS_SECRET: str | None = None
 
     WTF_CSRF_TIME_LIMIT = None  # CSRF tokens live as long as the session
+    # Flask-WTF's https check wants a same-origin Referer on every form post; the confirm
+    # page is sent with Referrer-Policy: no-referrer (its URL holds a token), so its
+    # button would always fail over https. The session-bound token is the defence, with
+    # SameSite=Lax cookies; the Referer check added nothing a token does not.
+    WTF_CSRF_SSL_STRICT = False
 
     # Rate limits (Flask-Limiter's own keys). Limit strings use Flask-Limiter's notation.
     # Counters live in the service's database (limit_storage.py), so every process counts
@@ -108,6 +118,9 @@ class Config:
     # How many reverse proxies to trust for X-Forwarded-For (werkzeug's ProxyFix); 0: none.
     PROXY_FIX_X_FOR = 0
     PROXY_FIX_X_PROTO = 0
+    # Trust X-Forwarded-Prefix from a proxy that strips PUBLIC_URL's path before passing
+    # the request on (docs/deploy.md, deployment (b)); 0: the path must arrive whole.
+    PROXY_FIX_X_PREFIX = 0
 
     # Bot friction. Domains refused for sign-in (subdomains included), on top of the
     # maintained list of disposable-address domains.
@@ -126,6 +139,10 @@ class Config:
     PAYWALL_FREE_ARTICLES = 0
     PAYWALL_METER_DAYS = 30
     METER_COOKIE_NAME = "auth_meter"
+    # Deployment (c) of docs/deploy.md, the service on another site than the news site:
+    # every cookie is SameSite=None; Secure, so that the news site's pages send it.
+    # Needs an https PUBLIC_URL; works only where browsers still send third-party cookies.
+    CROSS_SITE_COOKIES = False
 
 
 def load(app: Flask, test_config: dict | None) -> None:
@@ -154,7 +171,48 @@ def load(app: Flask, test_config: dict | None) -> None:
     if urlsplit(app.config["PUBLIC_URL"]).scheme == "https":
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
+    _scope_cookies(app)
     app.config["MAIL_DEFAULT_SENDER"] = _sender_address(app)
+
+
+def _scope_cookies(app: Flask) -> None:
+    """Keep Flask's cookies under ``PUBLIC_URL``'s path; make them cross-site if asked.
+
+    ``APPLICATION_ROOT`` is left at ``/``: the WSGI middleware of ``prefix.py`` mounts
+    the service at its path for each request, and Flask's test client would otherwise
+    send every request as if already mounted there.
+    """
+    path = public_path(app)
+    if path:
+        app.config["SESSION_COOKIE_PATH"] = path
+        app.config["REMEMBER_COOKIE_PATH"] = path
+    app.config["CROSS_SITE_COOKIES"] = bool(app.config["CROSS_SITE_COOKIES"])
+    if not app.config["CROSS_SITE_COOKIES"]:
+        return
+    if urlsplit(app.config["PUBLIC_URL"]).scheme != "https":
+        raise ConfigurationError(
+            "CROSS_SITE_COOKIES needs an https PUBLIC_URL: browsers drop SameSite=None "
+            f"cookies that are not Secure, and {app.config['PUBLIC_URL']!r} is not https."
+        )
+    app.config["SESSION_COOKIE_SAMESITE"] = "None"
+    app.config["REMEMBER_COOKIE_SAMESITE"] = "None"
+
+
+def public_path(app: Flask) -> str:
+    """The path of ``PUBLIC_URL`` (``/compte``), or ``""`` at the root of its host."""
+    return _checked_path(app.config["PUBLIC_URL"])
+
+
+def _checked_path(public_url: str) -> str:
+    """The path of ``public_url``, without its trailing slash, if we can serve under it."""
+    parts = urlsplit(public_url)
+    path = parts.path.rstrip("/")
+    if parts.query or parts.fragment or not set(path) <= PATH_CHARACTERS or "//" in path:
+        raise ConfigurationError(
+            f"PUBLIC_URL {public_url!r} cannot be served: give scheme://host[:port] and, "
+            "behind a proxy, a plain path such as /compte (letters, digits, - . _ ~ /)."
+        )
+    return path
 
 
 def _origins(configured) -> list[str]:

@@ -84,6 +84,8 @@ class UnstorableText(BadRequest):
         "half of a character). Remove it and try again."
     )
 
+    error_code = "unstorable_text"
+
     def __init__(self, where: str, field: str):
         super().__init__()
         self.details = {"where": where, "field": field}
@@ -93,6 +95,7 @@ class JsonTooDeep(BadRequest):
     """A JSON body nested deeper than the parser goes (it would raise RecursionError)."""
 
     message = _l("The JSON sent is nested too deeply to be read.")
+    error_code = "json_too_deep"
 
     def __init__(self):
         super().__init__()
@@ -102,24 +105,49 @@ class JsonTooDeep(BadRequest):
 class JsonNotRead(UnsupportedMediaType):
     """A JSON body sent to a route that reads forms, not JSON."""
 
+    error_code = "form_expected"
+
+
+# The ``code`` of a JSON error for each status, when the error names none of its own.
+CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    410: "gone",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    500: "server_error",
+    503: "unavailable",
+}
+API_PREFIX = "/api/"
+
 
 def wants_json() -> bool:
-    """Whether the client reads JSON: it sent JSON, or it asks for JSON before HTML."""
-    if request.is_json:
+    """Whether the client reads JSON: an API route, a JSON body, or JSON asked for first."""
+    if request.path.startswith(API_PREFIX) or request.is_json:
         return True
     best = request.accept_mimetypes.best_match(("text/html", "application/json"))
     return best == "application/json"
 
 
-def error_response(status: int, *, title=None, message=None, details=None):
-    """The answer to a request that failed: the calm page, or a JSON body for JSON clients.
+def json_error(status: int, code: str, message, **details):
+    """The JSON error of every route: ``{"error": {"code", "message", ...details}}``.
 
-    The JSON body is ``{"error": <the page's sentence>}``, plus ``details`` (where the
-    problem is) when there are any.
+    ``code`` is stable for programs; ``message`` is a sentence in the reader's language.
     """
+    return jsonify({"error": {"code": code, "message": str(message), **details}}), status
+
+
+def error_response(status: int, *, title=None, message=None, details=None, code=None):
+    """The answer to a request that failed: the calm page, or the JSON error for JSON
+    clients (``details`` say where the problem is, when there are any)."""
     if wants_json():
         default_message = MESSAGES.get(status, MESSAGES[400])[1]
-        return jsonify({"error": str(message or default_message), **(details or {})}), status
+        code = code or CODES.get(status, "error")
+        return json_error(status, code, message or default_message, **(details or {}))
     return render_error(status, title=title, message=message)
 
 
@@ -146,6 +174,7 @@ def _http_error(error: HTTPException):
         title=getattr(error, "title", None),
         message=getattr(error, "message", None),
         details=getattr(error, "details", None),
+        code=getattr(error, "error_code", None),
     )
     # Keep what the error says in headers: Allow on a 405, Retry-After on a 429.
     headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
@@ -191,6 +220,7 @@ def _csrf_error(error: CSRFError):
     """A form sent without its hidden token, or with a stale one."""
     return error_response(
         400,
+        code="csrf_failed",
         title=_l("This form has expired"),
         message=_l(
             "For your security the form must be sent from this site within your visit. "
@@ -213,6 +243,7 @@ def _account_gone(error: ObjectDeletedError):
     db.session.rollback()
     return error_response(
         410,
+        code="account_gone",
         title=_l("This account no longer exists"),
         message=_l(
             "It was deleted while your request was on its way, so nothing was saved. "

@@ -12,6 +12,7 @@ from flask import Flask, current_app, request
 from flask_babel import format_date, format_time, get_locale
 
 from .extensions import babel
+from .security import cookie_attributes
 
 ONE_YEAR = 365 * 24 * 3600
 
@@ -40,21 +41,15 @@ def _remember_choice(response):
     asked = request.args.get("lang", "")
     name = current_app.config["LANGUAGE_COOKIE_NAME"]
     if asked in current_app.config["LANGUAGES"] and request.cookies.get(name) != asked:
-        response.set_cookie(
-            name,
-            asked,
-            max_age=ONE_YEAR,
-            samesite="Lax",
-            httponly=True,
-            secure=current_app.config["SESSION_COOKIE_SECURE"],
-        )
+        response.set_cookie(name, asked, max_age=ONE_YEAR, **cookie_attributes())
     return response
 
 
 def this_page_in(language: str) -> str:
-    """The address of this page in ``language``: the same path and query, ``lang`` swapped."""
+    """The address of this page in ``language``: the same path (under the service's
+    public path prefix, if any) and query, ``lang`` swapped."""
     query = [(key, value) for key, value in request.args.items(multi=True) if key != "lang"]
-    return f"{request.path}?{urlencode([*query, ('lang', language)])}"
+    return f"{request.script_root}{request.path}?{urlencode([*query, ('lang', language)])}"
 
 
 def _template_globals() -> dict:

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlsplit
 from flask import Flask, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import prefix
 from .errors import JsonNotRead, JsonTooDeep, UnstorableText
 from .storable import first_unstorable, is_storable, shown, shown_where
 
@@ -153,15 +154,34 @@ def _check_json_body() -> None:
             raise JsonNotRead()
 
 
+def cookie_attributes(path: str = "/") -> dict:
+    """How the service sets its own cookies: at ``path`` under the public path prefix
+    (``/login`` is ``/compte/login`` behind a news site's proxy), HttpOnly, SameSite=Lax
+    (None with ``CROSS_SITE_COOKIES``), Secure when ``PUBLIC_URL`` is https."""
+    return {
+        "path": (request.script_root + path).rstrip("/") or "/",
+        "httponly": True,
+        "samesite": "None" if current_app.config["CROSS_SITE_COOKIES"] else "Lax",
+        "secure": current_app.config["SESSION_COOKIE_SECURE"],
+    }
+
+
 def init_app(app: Flask) -> None:
-    """Attach the header hook and the input guard to ``app``; trust the configured proxies.
+    """Attach the header hook and the input guard to ``app``; mount it at the path of
+    ``PUBLIC_URL``; trust the configured proxies.
 
     ``X-Forwarded-For`` decides the client IP (and so the rate limits) only when
-    ``PROXY_FIX_X_FOR`` says how many proxies in front of us add to it.
+    ``PROXY_FIX_X_FOR`` says how many proxies in front of us add to it;
+    ``X-Forwarded-Prefix`` says where the service is mounted only when
+    ``PROXY_FIX_X_PREFIX`` does.
     """
     app.before_request(check_input)
     app.after_request(_add_headers)
     app.wsgi_app = RawQueryBytes(app.wsgi_app)
+    prefix.init_app(app)  # inside ProxyFix, which sets SCRIPT_NAME from X-Forwarded-Prefix
     hops, proto = app.config["PROXY_FIX_X_FOR"], app.config["PROXY_FIX_X_PROTO"]
-    if hops or proto:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(hops), x_proto=int(proto))
+    mounted = app.config["PROXY_FIX_X_PREFIX"]
+    if hops or proto or mounted:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=int(hops), x_proto=int(proto), x_prefix=int(mounted)
+        )

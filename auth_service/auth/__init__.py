@@ -25,7 +25,8 @@ def load_reader(session_key: str) -> Reader | None:
 
 def ask_to_sign_in():
     """Send a signed-out reader to the form, with a way back to where they were."""
-    target = request.full_path.rstrip("?") if request.query_string else request.path
+    here = request.full_path.rstrip("?") if request.query_string else request.path
+    target = request.script_root + here  # under the service's public path prefix, if any
     return redirect(url_for("auth.login", next=target), 303)
 
 

@@ -11,15 +11,17 @@ import hmac
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import current_app, session
+from flask import current_app, session, url_for
 from flask_login import current_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..config import signing_keys
+from ..security import cookie_attributes
 from . import sessions
 
 COOKIE_SALT = "auth-service.attempt-cookie"
-COOKIE_PATH = "/login"
+# The login pages, and the API's sign-in (the wall inside the news site's pages).
+COOKIE_PATHS = ("/login", "/api/v1/login")
 MAX_REMEMBERED = 10
 MAX_NEXT_LENGTH = 2048
 # The cookie outlives its attempts by an hour, so that a reader who comes back late is
@@ -35,7 +37,9 @@ class SignedList:
 
     salt: str
     name_setting: str  # the config key of the cookie's name
-    path: str
+    # Below the service's public path ("/login" is "/compte/login" there). A cookie
+    # needed by more than one part of the site is written, and dropped, at each path.
+    paths: tuple[str, ...]
     most: int
 
     def _serializer(self) -> URLSafeTimedSerializer:
@@ -58,28 +62,22 @@ class SignedList:
     def write(self, response, newest: str, earlier: list[str], max_age: int) -> None:
         """Put ``newest`` first, keep the earlier ones (without repeating it)."""
         items = [newest, *[item for item in earlier if item != newest]][: self.most]
-        response.set_cookie(
-            current_app.config[self.name_setting],
-            self._serializer().dumps(items),
-            max_age=max_age,
-            **self._attributes(),
-        )
+        value = self._serializer().dumps(items)
+        for path in self.paths:
+            response.set_cookie(
+                current_app.config[self.name_setting],
+                value,
+                max_age=max_age,
+                **cookie_attributes(path),
+            )
 
     def drop(self, response) -> None:
-        """Delete the cookie."""
-        response.delete_cookie(current_app.config[self.name_setting], **self._attributes())
-
-    def _attributes(self) -> dict:
-        """Path and flags: HttpOnly, SameSite=Lax, Secure when the public URL is https."""
-        return {
-            "path": self.path,
-            "httponly": True,
-            "samesite": "Lax",
-            "secure": current_app.config["SESSION_COOKIE_SECURE"],
-        }
+        """Delete the cookie, at each of its paths."""
+        for path in self.paths:
+            response.delete_cookie(current_app.config[self.name_setting], **cookie_attributes(path))
 
 
-ATTEMPTS = SignedList(COOKIE_SALT, "ATTEMPT_COOKIE_NAME", COOKIE_PATH, MAX_REMEMBERED)
+ATTEMPTS = SignedList(COOKIE_SALT, "ATTEMPT_COOKIE_NAME", COOKIE_PATHS, MAX_REMEMBERED)
 
 
 def _cookie_age() -> int:
@@ -112,18 +110,41 @@ def forget_attempts(response) -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """``target`` if it is a path on this site, else ``/``: no open redirects."""
+    """``target`` if it is a path on this site or a page of an allowed origin, else the
+    front page: no open redirects.
+
+    A ``next`` is a whole path, prefix included (``/compte/articles/…`` when the service
+    runs under a path of the news site), as ``url_for`` writes it; a path of the news
+    site outside the prefix is on the same site too. An absolute ``http(s)`` URL is kept
+    when its origin is in ``ALLOWED_ORIGINS`` (the article on the news site, where the
+    wall was embedded). The front page is ``/``, or the prefix's own (``/compte/``).
+    """
+    home = url_for("articles.front_page")
     if not target or len(target) > MAX_NEXT_LENGTH:
-        return "/"
+        return home
     if any(ord(char) < 32 or char == "\\" for char in target):
-        return "/"
+        return home
     try:
         parts = urlsplit(target)
     except ValueError:  # e.g. "//[": broken IPv6 brackets
-        return "/"
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return "/"
+        return home
+    if parts.scheme or parts.netloc:
+        return target if _on_allowed_origin(parts) else home
+    if not target.startswith("/") or target.startswith("//"):
+        return home
     return target
+
+
+def _on_allowed_origin(parts) -> bool:
+    """Whether an absolute URL is a page of an origin in ``ALLOWED_ORIGINS``."""
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
+        return False
+    try:
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError:
+        return False
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    return origin in current_app.config["ALLOWED_ORIGINS"]
 
 
 # --- Browsers that have signed in before -------------------------------------------
@@ -132,7 +153,7 @@ DEVICE_SALT = "auth-service.known-device"
 DEVICE_COOKIE_AGE = 365 * 24 * 3600
 MAX_KNOWN_ADDRESSES = 5
 # Only a sign-in in this browser writes it.
-KNOWN_DEVICE = SignedList(DEVICE_SALT, "DEVICE_COOKIE_NAME", "/", MAX_KNOWN_ADDRESSES)
+KNOWN_DEVICE = SignedList(DEVICE_SALT, "DEVICE_COOKIE_NAME", ("/",), MAX_KNOWN_ADDRESSES)
 
 
 def _address_digests(address: str) -> list[str]:

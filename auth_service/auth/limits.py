@@ -44,11 +44,30 @@ def inbox_of(address: str) -> str:
     return f"{local}@{domain}"
 
 
+def submitted(name: str) -> str:
+    """A field of the request: a form field, or a JSON body's member (``True`` reads
+    as ``"y"``, anything else that is not text as ``""``).
+
+    The limits run before the view and before the input guard: a body that is not
+    JSON, or too deep to parse, reads as empty here and is refused by the guard.
+    """
+    if not request.is_json:
+        return request.form.get(name, "")
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        return ""
+    value = body.get(name) if isinstance(body, dict) else None
+    if value is True:
+        return "y"
+    return value if isinstance(value, str) else ""
+
+
 def _address_asked() -> str | None:
-    """The normalised address of the form being posted, or ``None`` if it is not one."""
+    """The normalised address being asked for, or ``None`` if it is not one."""
     if "address_asked" not in g:
         try:
-            g.address_asked = normalise_address(request.form.get("email", ""))
+            g.address_asked = normalise_address(submitted("email"))
         except InvalidAddress:
             g.address_asked = None
     return g.address_asked
@@ -64,8 +83,8 @@ def _would_mail() -> bool:
     """Whether this post would queue a mail: only those count against an address."""
     return abuse.may_mail(
         _address_asked(),
-        honeypot=request.form.get("website", ""),
-        as_typed=bool(request.form.get("as_typed")),
+        honeypot=submitted("website"),
+        as_typed=bool(submitted("as_typed")),
     )
 
 
@@ -114,25 +133,28 @@ def _address_and_network_key() -> str:
     return f"address:{_inbox_asked()}|network:{network}"
 
 
-per_address_and_network = limiter.limit(
+# Shared limits: the HTML form and the JSON API (api/views.py) spend one allowance.
+per_address_and_network = limiter.shared_limit(
     lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS_AND_NETWORK"],
     key_func=_address_and_network_key,
     exempt_when=lambda: not _would_mail(),
     scope="login-per-address-network",
 )
-per_address = limiter.limit(
+per_address = limiter.shared_limit(
     lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
     key_func=_address_key,
     exempt_when=lambda: not _would_mail() or _known_device() or _is_resend(),
     scope="login-per-address",
 )
-resends_per_chain = limiter.limit(
+resends_per_chain = limiter.shared_limit(
     lambda: current_app.config["LOGIN_LIMIT_RESENDS_PER_CHAIN"],
     key_func=_resend_key,
     exempt_when=lambda: not _would_mail() or _known_device() or not _is_resend(),
     scope="login-resends-per-chain",
 )
-per_ip_posts = limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"], scope="login-per-ip")
+per_ip_posts = limiter.shared_limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_IP"], scope="login-per-ip"
+)
 per_ip_checks = limiter.shared_limit(
     lambda: current_app.config["CHECK_LIMIT_PER_IP"], scope="sign-in-checks"
 )

@@ -6,23 +6,17 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_user
+from flask_login import current_user
 
-from ..errors import ServiceBusy
 from ..extensions import db
-from ..i18n import current_language
 from ..security import private_page, token_page
-from . import abuse, signin
+from . import flow, signin
 from .browser import (
-    forget_attempts,
-    remember_attempt,
-    remember_device,
     remembered_attempts,
     safe_next,
     sign_out_this_browser,
 )
 from .forms import (
-    NEWSLETTER_WORDING,
     REFUSALS,
     CodeForm,
     ConfirmLinkForm,
@@ -34,10 +28,8 @@ from .limits import (
     per_address_and_network,
     per_ip_checks,
     per_ip_posts,
-    resend_chain,
     resends_per_chain,
 )
-from .signin_mail import queue_sign_in_mail
 
 bp = Blueprint("auth", __name__)
 
@@ -80,30 +72,23 @@ def request_link():
     private_page()  # every answer below may show the address typed
     if not form.validate():
         return render_template("auth/login.html", form=form), 422
-    screening = abuse.screen(
-        form.address, honeypot=form.website.data or "", as_typed=bool(form.as_typed.data)
-    )
-    if screening.outcome == "decoy":
-        return _pretend_sent(form.address)
-    if screening.outcome == "suggest":
-        return render_template("auth/login.html", form=form, suggestion=screening.suggestion)
-    if screening.outcome == "refuse":
-        form.email.errors.append(str(REFUSALS[screening.refusal]))
-        return render_template("auth/login.html", form=form), 422
-    if abuse.mail_ceiling_reached():
-        raise ServiceBusy()
-    issued = signin.issue(
+    asked = flow.ask_for_link(
         form.address,
-        next_url=safe_next(form.next.data),
-        locale=current_language(),
+        next_url=form.next.data,
         newsletter=bool(form.newsletter.data),
-        newsletter_wording=str(NEWSLETTER_WORDING),
-        chain_id=resend_chain(),
+        honeypot=form.website.data or "",
+        as_typed=bool(form.as_typed.data),
     )
-    queue_sign_in_mail(issued)
+    if asked.outcome == "decoy":
+        return _pretend_sent(form.address)
+    if asked.outcome == "suggest":
+        return render_template("auth/login.html", form=form, suggestion=asked.suggestion)
+    if asked.outcome == "refuse":
+        form.email.errors.append(str(REFUSALS[asked.refusal]))
+        return render_template("auth/login.html", form=form), 422
     db.session.commit()
     response = redirect(url_for("auth.sent"), 303)
-    remember_attempt(response, issued.attempt.id, remembered_attempts(request))
+    flow.remember_sent(response, asked.issued)
     return response
 
 
@@ -118,7 +103,7 @@ def sent():
     """ "Check your email": the exact address, the code form, "send again"."""
     attempts = signin.open_attempts(remembered_attempts(request))
     if not attempts and session.get("decoy_address"):
-        attempts = [Decoy(email=session["decoy_address"])]
+        attempts = [Decoy(email=session["decoy_address"], next_url=safe_next(None))]
     if not attempts:
         return redirect(url_for("auth.login"), 303)
     private_page()
@@ -142,14 +127,14 @@ def _resend_form(attempt) -> LoginForm:
 def enter_code():
     """Sign in the browser that asked for the link, with the code from the mail."""
     form = CodeForm()
-    ids = remembered_attempts(request)
     try:
-        attempt = signin.consume_code(ids, form.code.data or "")
+        attempt = flow.consume_code(form.code.data or "")
     except signin.SignInError as error:
         if error.reason not in ("wrong_code", "malformed_code"):
             return _failed(error)
+        ids = remembered_attempts(request)
         attempts = signin.open_attempts(ids)
-        if not attempts:  # closed since the code was checked: parallel guesses, a sign-in
+        if not attempts:  # closed in the instant since the code was checked
             return _failed(signin.why_none_is_open(ids))
         private_page()
         form.code.errors = [_code_error(error)]
@@ -214,38 +199,13 @@ def logout():
 
 
 def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bool = False):
-    """Open a fresh session for the reader of a consumed attempt and send them back.
-
-    The newsletter consent is the box ticked in the browser that signs in: the one the
-    attempt was asked from (``same_browser``), or the confirm page's own box
-    (``newsletter``). What another browser asked for never subscribes anyone.
-    """
-    # Read before ``complete`` commits: an account deletion committed in the same instant
-    # takes the attempt and the reader with it, and they could not be read again.
-    next_url, address = safe_next(attempt.next_url), attempt.email
-    if same_browser and attempt.newsletter:
-        wording, source = attempt.newsletter_wording, attempt.next_url
-    elif newsletter:
-        wording, source = str(NEWSLETTER_WORDING), url_for("auth.confirm")
-    else:
-        wording, source = None, None
-    reader = signin.complete(
-        attempt,
-        method=method,
-        newsletter_wording=wording,
-        newsletter_source=source,
-        user_agent=request.user_agent.string,
-        network=signin.approximate_network(request.remote_addr),
-        replacing_session=current_user.session_key if current_user.is_authenticated else None,
+    """Sign the reader of a consumed attempt in and send them back where they were."""
+    signed_in = flow.complete_sign_in(
+        attempt, method=method, same_browser=same_browser, newsletter=newsletter
     )
     db.session.commit()
-    # A new session: nothing from before the sign-in carries over (no fixation).
-    session.clear()
-    login_user(reader)
-    session.permanent = True
-    response = redirect(next_url, 303)
-    forget_attempts(response)
-    remember_device(response, request, address)
+    response = redirect(signed_in.next_url, 303)
+    flow.open_session(signed_in, response)
     return response
 
 

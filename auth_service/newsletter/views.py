@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..auth.addresses import InvalidAddress, normalise_address
-from ..errors import error_response, render_error
+from ..errors import error_response, json_error, render_error
 from ..extensions import csrf, db
 from ..i18n import current_language
 from ..mail.rendering import LINK_MARKERS, personalise
@@ -148,7 +148,7 @@ def mail_events():
     secret = current_app.config["MAIL_EVENTS_SECRET"]
     given = request.headers.get("X-Webhook-Secret", "")
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        return {"error": "bad or missing X-Webhook-Secret"}, 403
+        return json_error(403, "bad_secret", "bad or missing X-Webhook-Secret")
     # Parsed, and checked for depth and unstorable text, by the guard of security.py.
     body = request.get_json(silent=True)
     events = body if isinstance(body, list) else [body]
@@ -159,7 +159,7 @@ def mail_events():
         except ValueError as error:
             rejected.append({"index": position, "error": str(error)})
     if rejected:
-        return {"error": "nothing recorded", "rejected": rejected}, 422
+        return json_error(422, "nothing_recorded", "nothing recorded", rejected=rejected)
     for address, kind, moment in parsed:
         subscriptions.record_mail_event(address, kind, moment)
     db.session.commit()

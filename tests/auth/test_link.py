@@ -232,3 +232,19 @@ def test_link_mailed_before_a_key_rotation_still_signs_in(app, reader, client):
     assert response.status_code == 303
     assert response.location == "/articles/x"
     assert is_signed_in(client)
+
+
+@pytest.mark.settings(PUBLIC_URL="https://news.test")
+def test_confirm_button_works_over_https_where_the_page_sends_no_referer(app, reader):
+    """The confirm page is ``no-referrer`` (its URL holds a token), so its button posts
+    with no Referer; over https Flask-WTF's Referer check used to refuse it (400)."""
+    other = app.test_client()
+    secure = {"base_url": "https://news.test"}
+    reader.ask_for_link(ADDRESS, next_url="/articles/x")
+    confirm = other.get(f"/login/verify?token={reader.last_mail().token}", **secure)
+    assert confirm.headers["Referrer-Policy"] == "no-referrer"
+    [form] = forms_of(confirm, "/login/verify")
+    data = {attrs["name"]: attrs["value"] for attrs in form.inputs if attrs.get("name")}
+    response = other.post("/login/verify", data=data, **secure)
+    assert response.status_code == 303
+    assert response.location == "/articles/x"

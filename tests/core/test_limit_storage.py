@@ -23,7 +23,7 @@ from sqlalchemy import func, insert, select, update
 from support.settings import SECRET
 
 from auth_service import create_app
-from auth_service.auth import views as auth_views
+from auth_service.auth import flow
 from auth_service.config import ConfigurationError
 from auth_service.extensions import db, limiter
 from auth_service.limit_storage import URI, DatabaseStorage
@@ -80,7 +80,7 @@ def test_a_post_whose_request_rolls_back_still_counts(app, reader, monkeypatch):
     def broken_queue(issued) -> None:
         raise RuntimeError("the outbox is broken")
 
-    monkeypatch.setattr(auth_views, "queue_sign_in_mail", broken_queue)
+    monkeypatch.setattr(flow, "queue_sign_in_mail", broken_queue)
     with pytest.raises(RuntimeError, match="outbox is broken"):
         reader.ask_for_link("first@example.com")
     assert db.session.scalar(select(func.count()).select_from(LoginAttempt)) == 0

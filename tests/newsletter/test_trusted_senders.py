@@ -83,7 +83,7 @@ def test_a_preview_at_the_ends_of_the_calendar_is_a_400_naming_the_range(client,
     )
     answer = preview(client, day, Accept="application/json")
     assert answer.status_code == 400
-    assert "0001-01-03" in answer.get_json()["error"]  # in French, the default
+    assert "0001-01-03" in answer.get_json()["error"]["message"]  # in French, the default
     assert db.session.scalar(select(func.count(Edition.id))) == 0
 
 
@@ -153,7 +153,7 @@ def test_a_time_at_the_ends_of_the_calendar_is_refused_and_nothing_recorded(clie
         client, [{**BOUNCE, "address": "first@example.com"}, {**BOUNCE, "time": moment}]
     )
     assert response.status_code == 422
-    [rejected] = response.get_json()["rejected"]
+    [rejected] = response.get_json()["error"]["rejected"]
     assert rejected["index"] == 1
     assert rejected["error"] == (
         "'time' is out of range: it must lie between 0001-01-03 and 9999-12-29"
@@ -191,7 +191,7 @@ def test_any_time_in_any_zone_is_recorded_as_that_instant_or_refused(client, mom
         # In UTC: PEP 495 makes an ambiguous local time unequal to any other zone's.
         assert db.session.scalar(select(Suppression.reported_at)) == moment.astimezone(UTC)
     else:
-        assert "'time'" in response.get_json()["rejected"][0]["error"]
+        assert "'time'" in response.get_json()["error"]["rejected"][0]["error"]
 
 
 @TRUSTED
@@ -205,7 +205,7 @@ def test_any_text_as_a_time_is_recorded_or_refused_by_name(client, text):
     response = post_events(client, {**BOUNCE, "address": "text@example.com", "time": text})
     assert response.status_code in (200, 400, 422)
     if response.status_code == 422:
-        assert "'time'" in response.get_json()["rejected"][0]["error"]
+        assert "'time'" in response.get_json()["error"]["rejected"][0]["error"]
 
 
 # --- The mail-events webhook: the shape of the JSON ---------------------------------------
@@ -234,8 +234,11 @@ def test_json_nested_too_deeply_is_a_400_not_a_crash(app, client, body):
     response = post_events(client, body, **{"Accept-Language": "en"})
     assert response.status_code == 400
     assert response.get_json() == {
-        "error": "The JSON sent is nested too deeply to be read.",
-        "where": "json",
+        "error": {
+            "code": "json_too_deep",
+            "message": "The JSON sent is nested too deeply to be read.",
+            "where": "json",
+        }
     }
     assert suppressed() == 0
 
@@ -292,7 +295,7 @@ def test_a_json_body_sent_to_a_form_is_a_415_not_a_crash(client):
     for body in (["a", "b"], "just text", 12, {"email": {"a": 1}}, {"email": ["x@y.z"]}):
         response = client.post("/login", json=body, headers={"X-CSRFToken": token})
         assert response.status_code == 415, body
-        assert response.is_json and "form" in response.get_json()["error"]
+        assert response.is_json and "form" in response.get_json()["error"]["message"]
 
 
 # --- Imported articles: times at the ends of the calendar, files too deep -----------------

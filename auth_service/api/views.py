@@ -1,0 +1,291 @@
+"""Routes of the JSON API. Each reads JSON, calls the rules the HTML views call, answers JSON.
+
+Errors are ``{"error": {"code", "message"}}`` (``errors.json_error``), the message in
+the reader's language (``Accept-Language``, as for pages).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, make_response, request
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from ..articles import meter, store
+from ..auth import addresses, flow, signin
+from ..auth.browser import MAX_NEXT_LENGTH, remembered_attempts, sign_out_this_browser
+from ..auth.forms import ADDRESS_ERRORS, FORMAT_HINT, REFUSALS
+from ..auth.limits import (
+    per_address,
+    per_address_and_network,
+    per_ip_checks,
+    per_ip_posts,
+    resends_per_chain,
+    submitted,
+)
+from ..errors import json_error
+from ..extensions import db
+from ..newsletter import subscriptions
+from ..security import private_page, reads_json
+from . import cors
+from .openapi import document
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_EMAIL_LENGTH = 320  # what anyone could type; the address rules say the rest
+MAX_CODE_LENGTH = 64
+
+
+class ApiError(Exception):
+    """A request the API refuses: its status, code, message and any details."""
+
+    def __init__(self, status: int, code: str, message, **details):
+        super().__init__(code)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+@bp.errorhandler(ApiError)
+def _refused(error: ApiError):
+    return json_error(error.status, error.code, error.message, **error.details)
+
+
+@bp.before_request
+def _only_allowed_origins_change_anything():
+    """A request that may change something must come from an allowed page, as JSON.
+
+    This stands in for the forms' CSRF token: a page elsewhere cannot make the reader's
+    browser send it (a cross-site form cannot send JSON, and fetch says its Origin).
+    """
+    if request.method not in cors.CHANGING_METHODS:
+        return None
+    if not cors.allowed_origin(request.headers.get("Origin")):
+        raise ApiError(
+            403,
+            "origin_not_allowed",
+            _("This request must come from a page of this site or of an allowed site."),
+        )
+    if not request.is_json:
+        raise ApiError(415, "json_required", _("Send the request as JSON (application/json)."))
+    return None
+
+
+def _body() -> dict:
+    """The JSON object sent; the input guard has already refused unstorable text."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", _("The body must be a JSON object."))
+    return body
+
+
+def _text(body: dict, name: str, *, longest: int, default: str = "") -> str:
+    """A text member of ``body``, or a 422 naming it."""
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > longest:
+        raise ApiError(
+            422,
+            "invalid_field",
+            _(
+                "The field %(name)s must be text of at most %(count)d characters.",
+                name=name,
+                count=longest,
+            ),
+            field=name,
+        )
+    return value
+
+
+def _flag(body: dict, name: str) -> bool:
+    """A true/false member of ``body`` (absent: false), or a 422 naming it."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ApiError(
+            422,
+            "invalid_field",
+            _("The field %(name)s must be true or false.", name=name),
+            field=name,
+        )
+    return value
+
+
+def _newsletters(body: dict) -> set[str]:
+    """The newsletters ticked, by slug: each must be one this site sends."""
+    value = body.get("newsletters", [])
+    known = {letter.slug for letter in subscriptions.all_newsletters()}
+    if (
+        not isinstance(value, list)
+        or len(value) > len(known)
+        or not all(isinstance(item, str) and item in known for item in value)
+    ):
+        raise ApiError(
+            422,
+            "invalid_field",
+            _(
+                "The field newsletters must list newsletters of this site: %(names)s.",
+                names=", ".join(sorted(known)),
+            ),
+            field="newsletters",
+        )
+    return set(value)
+
+
+def _invalid_email(message) -> ApiError:
+    return ApiError(422, "invalid_email", message, hint=FORMAT_HINT)
+
+
+@bp.post("/login")
+@per_ip_posts
+@per_address_and_network
+@per_address
+@resends_per_chain
+@reads_json
+def login():
+    """Mail a link and code to the address: 202, and the attempt cookie.
+
+    The answer is the same whether the address has an account or not.
+    """
+    private_page()
+    body = _body()
+    typed = _text(body, "email", longest=MAX_EMAIL_LENGTH).strip()
+    next_url = _text(body, "next", longest=MAX_NEXT_LENGTH, default="/")
+    newsletter = "daily" in _newsletters(body)
+    as_typed = _flag(body, "as_typed")
+    if not typed:
+        raise _invalid_email(ADDRESS_ERRORS["empty"])
+    try:
+        address = addresses.normalise_address(typed)
+    except addresses.InvalidAddress as error:
+        raise _invalid_email(ADDRESS_ERRORS[error.reason]) from None
+    asked = flow.ask_for_link(
+        address,
+        next_url=next_url,
+        newsletter=newsletter,
+        # The same reading of the honeypot as the limits', so both count alike.
+        honeypot=submitted("website"),
+        as_typed=as_typed,
+    )
+    if asked.outcome == "suggest":
+        raise ApiError(
+            422,
+            "invalid_email",
+            _("Did you mean %(suggestion)s?", suggestion=asked.suggestion),
+            hint=FORMAT_HINT,
+            suggestion=asked.suggestion,
+        )
+    if asked.outcome == "refuse":
+        raise ApiError(422, "address_refused", REFUSALS[asked.refusal])
+    response = make_response(jsonify(sent_to=address), 202)
+    if asked.outcome == "sent":
+        db.session.commit()
+        flow.remember_sent(response, asked.issued)
+    return response
+
+
+CODE_REFUSALS = {
+    "expired": (410, "expired"),
+    "used": (410, "used"),
+    "too_many_tries": (410, "too_many_tries"),
+    "invalid": (400, "invalid"),
+}
+
+
+def _code_refusal(error: signin.SignInError) -> ApiError:
+    """What to tell a browser whose code did not sign in."""
+    if error.reason == "malformed_code":
+        return ApiError(
+            422, "malformed_code", _("The code is the 6 digits in the email, for example 123456.")
+        )
+    if error.reason == "wrong_code":
+        return ApiError(
+            422,
+            "wrong_code",
+            _("This code is not the one in the email."),
+            tries_left=error.tries_left,
+        )
+    messages = {
+        "expired": _("This code has expired. Ask for a new link."),
+        "used": _("This code has already been used. Ask for a new link if you need one."),
+        "too_many_tries": _("Too many wrong codes were tried. Ask for a new link."),
+        "invalid": _("This code cannot be used. Ask for a new link."),
+    }
+    status, code = CODE_REFUSALS.get(error.reason, (400, "invalid"))
+    return ApiError(status, code, messages.get(error.reason, messages["invalid"]))
+
+
+@bp.post("/login/code")
+@per_ip_checks
+@reads_json
+def login_code():
+    """Sign in the browser that asked, with the code from the mail."""
+    private_page()
+    code = _text(_body(), "code", longest=MAX_CODE_LENGTH)
+    if not remembered_attempts(request):
+        raise ApiError(
+            400, "no_attempt", _("This browser has not asked for a link. Ask for one first.")
+        )
+    try:
+        attempt = flow.consume_code(code)
+    except signin.SignInError as error:
+        raise _code_refusal(error) from None
+    signed_in = flow.complete_sign_in(attempt, method="code", same_browser=True)
+    db.session.commit()
+    response = make_response(jsonify(_me(signed_in.reader) | {"next": signed_in.next_url}))
+    flow.open_session(signed_in, response)
+    return response
+
+
+def _me(reader) -> dict:
+    """What the news site's page may know of the reader of this browser."""
+    if reader is None or not reader.is_authenticated:
+        return {"signed_in": False}
+    letters = [letter.slug for letter, on in subscriptions.subscriptions(reader) if on]
+    return {"signed_in": True, "email": reader.email, "newsletters": letters}
+
+
+@bp.get("/me")
+def me():
+    """Who is signed in in this browser; never stored by a cache."""
+    private_page()
+    return jsonify(_me(current_user))
+
+
+@bp.post("/logout")
+@reads_json
+def logout():
+    """Sign this browser out: 204."""
+    private_page()
+    sign_out_this_browser()
+    db.session.commit()
+    return "", 204
+
+
+@bp.get("/articles/<slug>")
+def article(slug: str):
+    """An article as the wall shows it; ``body_html`` only for a reader entitled to it."""
+    found = store.find(slug)
+    if found is None:
+        raise ApiError(404, "not_found", _("There is no article at this address."))
+    access = meter.access_to(found, current_user)
+    if current_user.is_authenticated or access.meter.allowance:
+        private_page()
+    answer = {
+        "slug": found.slug,
+        "title": found.title,
+        "kicker": found.kicker,
+        "standfirst": found.standfirst,
+        "opening_html": found.opening_html,
+        "access": found.access,
+        "entitled": access.entitled,
+        "meter": access.meter.as_json(),
+    }
+    if access.entitled:
+        answer["body_html"] = found.body_html
+    response = make_response(jsonify(answer))
+    meter.write_meter(response, access.meter)
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 document of these routes."""
+    return jsonify(document(current_app))
