@@ -57,7 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
 
-    from . import account, api, articles, auth, health, newsletter
+    from . import account, api, articles, auth, embed, health, newsletter
     from .mail import dev_mailbox, outbox
 
     outbox.init_app(app)  # listeners: wake the mail worker after a commit that queued mail
@@ -65,6 +65,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(articles.bp)
     auth.init_app(app)
     api.init_app(app)  # the JSON API for the news site's pages, and its CORS
+    app.register_blueprint(embed.bp)  # /embed/paywall.js: the wall in the news site's pages
     app.register_blueprint(account.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(newsletter.bp)

@@ -1,7 +1,9 @@
 """Languages: French by default, English on request.
 
 The reader's choice comes from ``?lang=``, then the language cookie, then the
-browser's Accept-Language header.
+browser's Accept-Language header. The JSON API answers in the language its caller
+asks for (``Accept-Language``): the wall in a news site's page speaks that page's
+language, whatever was last chosen on the service's own pages.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from urllib.parse import urlencode
 from flask import Flask, current_app, request
 from flask_babel import format_date, format_time, get_locale
 
+from .errors import API_PREFIX
 from .extensions import babel
 from .security import cookie_attributes
 
@@ -23,6 +26,11 @@ def select_locale() -> str:
     asked = request.args.get("lang", "")
     if asked in languages:
         return asked
+    if request.path.startswith(API_PREFIX) and "Accept-Language" in request.headers:
+        return (
+            request.accept_languages.best_match(languages)
+            or current_app.config["BABEL_DEFAULT_LOCALE"]
+        )
     remembered = request.cookies.get(current_app.config["LANGUAGE_COOKIE_NAME"], "")
     if remembered in languages:
         return remembered

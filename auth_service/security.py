@@ -41,7 +41,9 @@ def content_security_policy() -> str:
             "img-src 'self' https: data:",
             "font-src 'self'",
             "connect-src 'self'",
-            "form-action 'self'",
+            # A form may lead on to the news site's pages: the confirm button's redirect
+            # to the article the reader came from (a form's redirects count here too).
+            " ".join(("form-action 'self'", *current_app.config["ALLOWED_ORIGINS"])),
             "base-uri 'none'",
             "object-src 'none'",
             f"frame-ancestors {current_app.config['FRAME_ANCESTORS']}",

@@ -177,6 +177,7 @@ def _schemas() -> dict:
                 "opening_html",
                 "access",
                 "entitled",
+                "signed_in",
                 "meter",
             ],
             "properties": {
@@ -187,6 +188,7 @@ def _schemas() -> dict:
                 "opening_html": text,
                 "access": {"type": "string", "enum": ["public", "registered"]},
                 "entitled": {"type": "boolean"},
+                "signed_in": {"type": "boolean"},
                 "meter": {"$ref": "#/components/schemas/Meter"},
                 "body_html": {"type": "string", "description": "Only when entitled."},
             },

@@ -276,6 +276,7 @@ def article(slug: str):
         "opening_html": found.opening_html,
         "access": found.access,
         "entitled": access.entitled,
+        "signed_in": current_user.is_authenticated,
         "meter": access.meter.as_json(),
     }
     if access.entitled:

@@ -34,7 +34,7 @@ def article(client, slug: str, **headers):
 def test_a_signed_out_reader_gets_the_opening_and_no_body(client, articles):
     response, body = article(client, GATED)
     assert response.status_code == 200
-    assert body["entitled"] is False and "body_html" not in body
+    assert body["entitled"] is False and body["signed_in"] is False and "body_html" not in body
     assert OPENING in body["opening_html"] and GATED_SENTENCE not in response.get_data(True)
     assert body["access"] == "registered"
     assert body["meter"] == {"free_articles": 0, "left": 0, "period_days": 30}
@@ -44,7 +44,8 @@ def test_a_signed_out_reader_gets_the_opening_and_no_body(client, articles):
 def test_a_signed_in_reader_gets_the_body_never_cached(app, client, articles):
     Visitor(app, client).sign_in()
     response, body = article(client, GATED)
-    assert body["entitled"] is True and GATED_SENTENCE in body["body_html"]
+    assert body["entitled"] is True and body["signed_in"] is True
+    assert GATED_SENTENCE in body["body_html"]
     assert "no-store" in response.headers["Cache-Control"]
 
 

@@ -365,3 +365,24 @@ def test_the_link_leads_back_to_a_page_of_an_allowed_origin_only(app, client, as
     response = client.get(f"/login/verify?token={token}")
     assert response.status_code == 303
     assert response.headers["Location"] == lands
+
+
+def test_the_api_speaks_the_language_the_page_asks_for_over_the_services_cookie(client):
+    """The wall speaks its page's language: a lang cookie chosen on the service's own
+    pages does not turn its messages into the other language."""
+    client.set_cookie("lang", "fr")
+    english = error_of(ask(client, {"email": "lea"}, **{"Accept-Language": "en"}))
+    assert "is not a valid email address" in english["message"]
+    client.set_cookie("lang", "en")
+    assert (
+        "n’est pas valide"
+        in error_of(ask(client, {"email": "lea"}, **{"Accept-Language": "fr"}))["message"]
+    )
+
+
+def test_the_confirm_page_may_lead_on_to_the_news_site(client):
+    """Its button's answer redirects to the article on the news site: the CSP's
+    form-action must allow that origin, or Chromium stays on the confirm page."""
+    policy = client.get("/login").headers["Content-Security-Policy"]
+    [form_action] = [part for part in policy.split("; ") if part.startswith("form-action")]
+    assert form_action.split()[1:] == ["'self'", SITE]

@@ -152,9 +152,15 @@ def _environment(database_url: str, folder: Path, port: int, settings: dict) -> 
     }
 
 
-def start_gunicorn(database_url: str, folder: Path, settings: dict | None = None) -> LiveServer:
-    """Start gunicorn with ``WORKERS`` processes of ``THREADS`` threads; wait for /healthz."""
-    port = free_port()
+def start_gunicorn(
+    database_url: str, folder: Path, settings: dict | None = None, port: int | None = None
+) -> LiveServer:
+    """Start gunicorn with ``WORKERS`` processes of ``THREADS`` threads; wait for /healthz.
+
+    ``port`` is a free one unless given: a test that must name the server's address in
+    its settings before it starts (``PUBLIC_URL``) picks it first with ``free_port``.
+    """
+    port = port or free_port()
     log = folder / "gunicorn.log"
     with log.open("w") as output:
         process = subprocess.Popen(
