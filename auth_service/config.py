@@ -163,6 +163,11 @@ def load(app: Flask, test_config: dict | None) -> None:
     app.config["ALLOWED_ORIGINS"] = _origins(app.config["ALLOWED_ORIGINS"])
     for key in ("PAYWALL_FREE_ARTICLES", "PAYWALL_METER_DAYS"):
         app.config[key] = _whole_number(key, app.config[key])
+    if app.config["PAYWALL_FREE_ARTICLES"] and not app.config["PAYWALL_METER_DAYS"]:
+        raise ConfigurationError(
+            "PAYWALL_METER_DAYS must be at least 1 when PAYWALL_FREE_ARTICLES is set: a "
+            "period of 0 days would start again on every page and never show the wall."
+        )
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             f"sqlite:///{app.instance_path}/auth_service.sqlite3"

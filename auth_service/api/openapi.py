@@ -37,6 +37,7 @@ ERROR_CODES = [
     "rate_limited",
     "server_error",
     "unavailable",
+    "account_gone",
 ]
 
 
@@ -77,6 +78,7 @@ RETRY_AFTER = {
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     }
 }
+UNAVAILABLE = _error("`unavailable`: the database does not answer; try again shortly.")
 RATE_LIMITED = {
     "description": "`rate_limited`: too many requests; the message says how long to wait.",
     "headers": RETRY_AFTER,
@@ -214,6 +216,7 @@ def _paths() -> dict:
                         "`address_refused`, or `invalid_field`."
                     ),
                     "429": RATE_LIMITED,
+                    "503": UNAVAILABLE,
                 },
             }
         },
@@ -225,9 +228,13 @@ def _paths() -> dict:
                     "200": _json("Signed in; sets the session cookie.", "Me"),
                     **CHANGING,
                     "400": _error("`no_attempt`: this browser asked for no link; or bad JSON."),
-                    "410": _error("`expired`, `used` or `too_many_tries`: ask for a new link."),
+                    "410": _error(
+                        "`expired`, `used` or `too_many_tries`: ask for a new link; "
+                        "`account_gone`: the account was deleted meanwhile."
+                    ),
                     "422": _error("`wrong_code` (with `tries_left`), `malformed_code`."),
                     "429": RATE_LIMITED,
+                    "503": UNAVAILABLE,
                 },
             }
         },

@@ -11,8 +11,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..articles import meter, store
-from ..auth import addresses, flow, signin
-from ..auth.browser import MAX_NEXT_LENGTH, remembered_attempts, sign_out_this_browser
+from ..auth import addresses, flow, link_request, signin
+from ..auth.browser import remembered_attempts, sign_out_this_browser
 from ..auth.forms import ADDRESS_ERRORS, FORMAT_HINT, REFUSALS
 from ..auth.limits import (
     per_address,
@@ -20,10 +20,10 @@ from ..auth.limits import (
     per_ip_checks,
     per_ip_posts,
     resends_per_chain,
-    submitted,
 )
 from ..errors import json_error
 from ..extensions import db
+from ..models import DAILY_NEWSLETTER
 from ..newsletter import subscriptions
 from ..security import private_page, reads_json
 from . import cors
@@ -31,7 +31,6 @@ from .openapi import document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-MAX_EMAIL_LENGTH = 320  # what anyone could type; the address rules say the rest
 MAX_CODE_LENGTH = 64
 
 
@@ -68,67 +67,6 @@ def _only_allowed_origins_change_anything():
     return None
 
 
-def _body() -> dict:
-    """The JSON object sent; the input guard has already refused unstorable text."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", _("The body must be a JSON object."))
-    return body
-
-
-def _text(body: dict, name: str, *, longest: int, default: str = "") -> str:
-    """A text member of ``body``, or a 422 naming it."""
-    value = body.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, str) or len(value) > longest:
-        raise ApiError(
-            422,
-            "invalid_field",
-            _(
-                "The field %(name)s must be text of at most %(count)d characters.",
-                name=name,
-                count=longest,
-            ),
-            field=name,
-        )
-    return value
-
-
-def _flag(body: dict, name: str) -> bool:
-    """A true/false member of ``body`` (absent: false), or a 422 naming it."""
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise ApiError(
-            422,
-            "invalid_field",
-            _("The field %(name)s must be true or false.", name=name),
-            field=name,
-        )
-    return value
-
-
-def _newsletters(body: dict) -> set[str]:
-    """The newsletters ticked, by slug: each must be one this site sends."""
-    value = body.get("newsletters", [])
-    known = {letter.slug for letter in subscriptions.all_newsletters()}
-    if (
-        not isinstance(value, list)
-        or len(value) > len(known)
-        or not all(isinstance(item, str) and item in known for item in value)
-    ):
-        raise ApiError(
-            422,
-            "invalid_field",
-            _(
-                "The field newsletters must list newsletters of this site: %(names)s.",
-                names=", ".join(sorted(known)),
-            ),
-            field="newsletters",
-        )
-    return set(value)
-
-
 def _invalid_email(message) -> ApiError:
     return ApiError(422, "invalid_email", message, hint=FORMAT_HINT)
 
@@ -145,24 +83,24 @@ def login():
     The answer is the same whether the address has an account or not.
     """
     private_page()
-    body = _body()
-    typed = _text(body, "email", longest=MAX_EMAIL_LENGTH).strip()
-    next_url = _text(body, "next", longest=MAX_NEXT_LENGTH, default="/")
-    newsletter = "daily" in _newsletters(body)
-    as_typed = _flag(body, "as_typed")
-    if not typed:
+    try:
+        wanted = link_request.of_request()  # read as the address limits read it
+    except link_request.NotAnObject:
+        raise ApiError(400, "invalid_json", _("The body must be a JSON object.")) from None
+    except link_request.InvalidField as error:
+        raise ApiError(422, "invalid_field", error.message, field=error.field) from None
+    if not wanted.email:
         raise _invalid_email(ADDRESS_ERRORS["empty"])
     try:
-        address = addresses.normalise_address(typed)
+        address = addresses.normalise_address(wanted.email)
     except addresses.InvalidAddress as error:
         raise _invalid_email(ADDRESS_ERRORS[error.reason]) from None
     asked = flow.ask_for_link(
         address,
-        next_url=next_url,
-        newsletter=newsletter,
-        # The same reading of the honeypot as the limits', so both count alike.
-        honeypot=submitted("website"),
-        as_typed=as_typed,
+        next_url=wanted.next_url,
+        newsletter=DAILY_NEWSLETTER in wanted.newsletters,
+        honeypot=wanted.website,
+        as_typed=wanted.as_typed,
     )
     if asked.outcome == "suggest":
         raise ApiError(
@@ -218,7 +156,21 @@ def _code_refusal(error: signin.SignInError) -> ApiError:
 def login_code():
     """Sign in the browser that asked, with the code from the mail."""
     private_page()
-    code = _text(_body(), "code", longest=MAX_CODE_LENGTH)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", _("The body must be a JSON object."))
+    code = body.get("code", "")
+    if not isinstance(code, str) or len(code) > MAX_CODE_LENGTH:
+        raise ApiError(
+            422,
+            "invalid_field",
+            _(
+                "The field %(name)s must be text of at most %(count)d characters.",
+                name="code",
+                count=MAX_CODE_LENGTH,
+            ),
+            field="code",
+        )
     if not remembered_attempts(request):
         raise ApiError(
             400, "no_attempt", _("This browser has not asked for a link. Ask for one first.")

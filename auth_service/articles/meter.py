@@ -45,6 +45,8 @@ class Meter:
             return True
         if self.left == 0:
             return False
+        if request.method == "HEAD":
+            return True  # a HEAD shows nothing: it may not spend the reader's articles
         if not self.read:
             self.started = _today()
         self.read.append(article.id)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from ..extensions import limiter
-from . import abuse, signin
+from . import abuse, link_request, signin
 from .addresses import InvalidAddress, normalise_address
 from .browser import is_known_device, remembered_attempts
 
@@ -44,30 +44,26 @@ def inbox_of(address: str) -> str:
     return f"{local}@{domain}"
 
 
-def submitted(name: str) -> str:
-    """A field of the request: a form field, or a JSON body's member (``True`` reads
-    as ``"y"``, anything else that is not text as ``""``).
-
-    The limits run before the view and before the input guard: a body that is not
-    JSON, or too deep to parse, reads as empty here and is refused by the guard.
-    """
+def _asked() -> tuple[str, str, bool] | None:
+    """The address typed, the honeypot and "as typed" of this request for a link: the
+    form's fields, or the JSON body's members. ``None`` for a JSON body the API would
+    refuse before mailing (a member of the wrong type): it is no request for mail."""
     if not request.is_json:
-        return request.form.get(name, "")
+        form = request.form
+        return form.get("email", ""), form.get("website", ""), bool(form.get("as_typed"))
     try:
-        body = request.get_json(silent=True)
-    except RecursionError:
-        return ""
-    value = body.get(name) if isinstance(body, dict) else None
-    if value is True:
-        return "y"
-    return value if isinstance(value, str) else ""
+        asked = link_request.of_request()
+    except ValueError:
+        return None
+    return asked.email, asked.website, asked.as_typed
 
 
 def _address_asked() -> str | None:
     """The normalised address being asked for, or ``None`` if it is not one."""
     if "address_asked" not in g:
+        asked = _asked()
         try:
-            g.address_asked = normalise_address(submitted("email"))
+            g.address_asked = normalise_address(asked[0]) if asked else None
         except InvalidAddress:
             g.address_asked = None
     return g.address_asked
@@ -81,11 +77,11 @@ def _inbox_asked() -> str:
 
 def _would_mail() -> bool:
     """Whether this post would queue a mail: only those count against an address."""
-    return abuse.may_mail(
-        _address_asked(),
-        honeypot=submitted("website"),
-        as_typed=bool(submitted("as_typed")),
-    )
+    asked = _asked()
+    if asked is None:
+        return False
+    _typed, honeypot, as_typed = asked
+    return abuse.may_mail(_address_asked(), honeypot=honeypot, as_typed=as_typed)
 
 
 def resend_chain() -> str | None:

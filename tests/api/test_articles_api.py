@@ -178,3 +178,22 @@ def test_a_preflight_from_an_allowed_origin_allows_json_posts(client):
     assert response.headers["Access-Control-Allow-Origin"] == SITE
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
     assert response.headers["Access-Control-Allow-Headers"].lower() == "content-type"
+
+
+@pytest.mark.settings(ALLOWED_ORIGINS=[SITE], PAYWALL_FREE_ARTICLES=1)
+def test_a_head_request_spends_no_free_article(client, articles):
+    """A HEAD shows nothing (a cross-site navigation could send one): it counts nothing."""
+    [other] = more_gated(1)
+    for _ in range(3):
+        assert client.head(f"/api/v1/articles/{other}").status_code == 200
+        assert client.head(f"/articles/{other}").status_code == 200
+    _response, body = article(client, GATED)
+    assert body["entitled"] is True and body["meter"]["left"] == 0
+
+
+def test_a_meter_of_zero_days_with_free_articles_is_refused_at_start():
+    from auth_service import create_app
+    from auth_service.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="PAYWALL_METER_DAYS"):
+        create_app({"SECRET_KEY": "k" * 40, "PAYWALL_FREE_ARTICLES": 3, "PAYWALL_METER_DAYS": 0})

@@ -386,3 +386,29 @@ def test_the_confirm_page_may_lead_on_to_the_news_site(client):
     policy = client.get("/login").headers["Content-Security-Policy"]
     [form_action] = [part for part in policy.split("; ") if part.startswith("form-action")]
     assert form_action.split()[1:] == ["'self'", SITE]
+
+
+@pytest.mark.settings(ALLOWED_ORIGINS=[SITE], RATELIMIT_ENABLED=True)
+@pytest.mark.parametrize(
+    "refused",
+    [
+        {"newsletters": "nope"},
+        {"next": 7},
+        {"next": "/" + "a" * 5000},
+        {"as_typed": "yes"},
+        {"website": ["x"]},
+    ],
+)
+def test_a_body_the_api_refuses_spends_nothing_of_the_address_allowance(app, refused):
+    """Strangers on other networks send requests for the victim's address that the API
+    refuses (422) before mailing: the address limits must not count them, or they
+    would lock the reader out, and tell when the address last asked, with no mail."""
+    for network in range(1, 6):
+        stranger = app.test_client()
+        stranger.environ_base["REMOTE_ADDR"] = f"198.51.{network}.7"
+        response = ask(stranger, {"email": ADDRESS, **refused})
+        assert response.status_code == 422, response.get_json()
+    reader = app.test_client()
+    reader.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    assert ask(reader, {"email": ADDRESS}).status_code == 202
+    assert queued() == 1

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
+from support.chromium import DESKTOP, PHONE, chromium, snap
 from support.live import LiveServer, start_gunicorn, stop_gunicorn
 from support.network import free_port
 from support.settings import REPOSITORY, SECRET
@@ -32,22 +33,10 @@ from auth_service.cli import demo_articles
 from auth_service.extensions import db
 
 pytestmark = pytest.mark.browser
+# The shared browser fixture, imported so that pytest finds it in this module.
+__all__ = ["chromium"]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP *.news.test 127.0.0.1",
-]
-ARTIFACTS = REPOSITORY / "test-artifacts"
 EXAMPLE = REPOSITORY / "examples" / "news-site"
-PHONE = {"width": 375, "height": 740}
-DESKTOP = {"width": 1280, "height": 900}
 SLUG = "train-de-nuit-port-ardent-montcalvel"
 ARTICLE = next(item for item in demo_articles() if item["slug"] == SLUG)
 START_TIMEOUT = 15
@@ -162,15 +151,6 @@ def sites(database_url, tmp_path, request):
         print(f"--- news site log ---\n{(tmp_path / 'news-site.log').read_text()}")
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's Chromium, headless, with *.news.test resolved to 127.0.0.1."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 class Reader:
     """One reader's browser (own cookies), and what went wrong in the news site's pages."""
 
@@ -230,12 +210,6 @@ def open_reader(chromium, sites):
 
 
 # --- What the reader does and sees --------------------------------------------------------
-
-
-def snap(page: Page, name: str) -> None:
-    """Save a full-page screenshot to ``test-artifacts/``."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def focused_id(page: Page) -> str:
@@ -602,4 +576,27 @@ def test_once_the_free_articles_are_read_the_wall_says_so(open_reader, sites):
     expect(page.locator(".paywall__note")).to_have_text(
         "Vous avez lu les 2 articles gratuits offerts tous les 30 jours."
     )
+    reader.assert_clean()
+
+
+def test_markup_named_current_script_cannot_point_the_wall_elsewhere(open_reader, sites):
+    """``<img name="currentScript">`` in the host page stands in for
+    ``document.currentScript`` (DOM clobbering): the wall must still take its service
+    from its own script element, and work."""
+    reader = open_reader()
+    page = reader.page
+    # Put the markup in the page as it is parsed, before the deferred script runs.
+    page.add_init_script(
+        """new MutationObserver((_, observer) => {
+             if (!document.body) return;
+             const img = document.createElement("img");
+             img.name = "currentScript"; img.alt = "";
+             document.body.prepend(img);
+             observer.disconnect();
+           }).observe(document, {childList: true, subtree: true});"""
+    )
+    meet_the_wall(page, sites.article)
+    assert page.evaluate("document.currentScript instanceof HTMLImageElement")  # clobbered
+    ask_for_link(page, "clobber@example.com")
+    assert len(sites.service.mails_to("clobber@example.com")) == 1
     reader.assert_clean()

@@ -17,10 +17,11 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
+from support.chromium import PHONE, chromium, snap
 from support.network import free_port
-from support.settings import REPOSITORY, SECRET
+from support.settings import SECRET
 from werkzeug.serving import make_server
 
 from auth_service import create_app
@@ -31,19 +32,9 @@ from auth_service.mail.worker import Worker
 from auth_service.models import OutboxMessage
 
 pytestmark = pytest.mark.browser
+# The shared browser fixture, imported so that pytest finds it in this module.
+__all__ = ["chromium"]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = REPOSITORY / "test-artifacts"
-PHONE = {"width": 375, "height": 740}
 GATED = next(item for item in demo_articles() if item["access"] == "registered")
 ARTICLE_PATH = f"/articles/{GATED['slug']}"
 
@@ -127,15 +118,6 @@ def live_server(app, mail_worker, live_port):
     server.server_close()
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's Chromium, headless (never a downloaded browser)."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def open_browser(chromium):
     """Open a fresh browser of a French reader (own cookies) and return its page."""
@@ -179,12 +161,6 @@ def read_mail(smtp_server, count: int = 1) -> SentMail:
     link = re.search(r"^(https?://\S+)$", text, re.MULTILINE).group(1)
     code = re.search(r"(?<!\d)(\d{6})(?!\d)", text.replace(link, "")).group(1)
     return SentMail(envelope.rcpt_tos, text, link, code)
-
-
-def snap(page: Page, name: str) -> None:
-    """Save a full-page screenshot to ``test-artifacts/``."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def open_wall(page: Page, server: LiveServer):

@@ -13,7 +13,11 @@
 (() => {
   "use strict";
 
-  const script = document.currentScript || document.querySelector('script[src*="/embed/paywall.js"]');
+  // Read through Document's own getter: markup such as <img name="currentScript"> in
+  // the host page would otherwise stand in for document.currentScript (clobbering) and
+  // point the wall at another server.
+  const own = Object.getOwnPropertyDescriptor(Document.prototype, "currentScript").get.call(document);
+  const script = own instanceof HTMLScriptElement ? own : null;
   const LOADED = Symbol.for("auth-service.paywall");
   if (!script || window[LOADED]) return; // loaded twice: the first copy does the work
   window[LOADED] = true;
