@@ -57,7 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
 
-    from . import account, api, articles, auth, embed, health, newsletter
+    from . import account, api, articles, auth, embed, entitlement, health, newsletter
     from .mail import dev_mailbox, outbox
 
     outbox.init_app(app)  # listeners: wake the mail worker after a commit that queued mail
@@ -66,6 +66,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     api.init_app(app)  # the JSON API for the news site's pages, and its CORS
     app.register_blueprint(embed.bp)  # /embed/paywall.js: the wall in the news site's pages
+    entitlement.init_app(app)  # /.well-known/jwks.json; the token cookie after each request
     app.register_blueprint(account.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(newsletter.bp)

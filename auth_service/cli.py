@@ -19,6 +19,7 @@ from werkzeug.serving import run_simple
 from . import create_app
 from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
+from .entitlement.keys_cli import keys_group
 from .extensions import db
 from .mail.worker import Worker, deliver_due
 from .newsletter.editions import EditionError, queue_edition, today
@@ -166,6 +167,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(newsletter_group)
     app.cli.add_command(subscribers_group)
     app.cli.add_command(demo_command)
+    app.cli.add_command(keys_group)
 
 
 def _create_app_for_cli() -> Flask:

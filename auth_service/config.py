@@ -139,6 +139,13 @@ class Config:
     PAYWALL_FREE_ARTICLES = 0
     PAYWALL_METER_DAYS = 30
     METER_COOKIE_NAME = "auth_meter"
+
+    # Entitlement tokens for the news site's servers (docs/contract.md §8): a JWT in a
+    # cookie on the news site's parent domain (e.g. ".news.example"; unset: no cookie).
+    ENTITLEMENT_COOKIE_NAME = "reader_access"
+    ENTITLEMENT_COOKIE_DOMAIN: str | None = None
+    ENTITLEMENT_AUDIENCE = "news-site"  # the token's aud: what the news site checks
+    ENTITLEMENT_TTL = 3600  # seconds; renewed while the reader keeps visiting
     # Deployment (c) of docs/deploy.md, the service on another site than the news site:
     # every cookie is SameSite=None; Secure, so that the news site's pages send it.
     # Needs an https PUBLIC_URL; works only where browsers still send third-party cookies.
@@ -161,8 +168,10 @@ def load(app: Flask, test_config: dict | None) -> None:
             key for key in app.config["SECRET_KEY_FALLBACKS"].split(",") if key
         ]
     app.config["ALLOWED_ORIGINS"] = _origins(app.config["ALLOWED_ORIGINS"])
-    for key in ("PAYWALL_FREE_ARTICLES", "PAYWALL_METER_DAYS"):
+    for key in ("PAYWALL_FREE_ARTICLES", "PAYWALL_METER_DAYS", "ENTITLEMENT_TTL"):
         app.config[key] = _whole_number(key, app.config[key])
+    if app.config["ENTITLEMENT_TTL"] < 60:
+        raise ConfigurationError("ENTITLEMENT_TTL must be at least 60 seconds.")
     if app.config["PAYWALL_FREE_ARTICLES"] and not app.config["PAYWALL_METER_DAYS"]:
         raise ConfigurationError(
             "PAYWALL_METER_DAYS must be at least 1 when PAYWALL_FREE_ARTICLES is set: a "

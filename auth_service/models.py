@@ -365,3 +365,22 @@ class RateLimitCounter(db.Model):
     hits: Mapped[int] = mapped_column(Integer)
     # Seconds since the epoch, as Flask-Limiter reads a window's end.
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class SigningKey(db.Model):
+    """A key pair that signs entitlement tokens (ES256); the newest unretired one signs.
+
+    The private key stays here: it is never logged, exported or shown (``keys list``
+    shows ids and dates). A retired key's public half stays published until the last
+    token it signed has expired, then the row goes.
+    """
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<SigningKey {self.kid}>"  # never the key itself

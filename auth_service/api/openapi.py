@@ -38,6 +38,7 @@ ERROR_CODES = [
     "server_error",
     "unavailable",
     "account_gone",
+    "not_signed_in",
 ]
 
 
@@ -160,6 +161,14 @@ def _schemas() -> dict:
             },
         },
         "Empty": {"type": "object"},
+        "Entitlement": {
+            "type": "object",
+            "required": ["token", "expires_at"],
+            "properties": {
+                "token": {"type": "string"},
+                "expires_at": {"type": "string", "format": "date-time"},
+            },
+        },
         "Meter": {
             "type": "object",
             "required": ["free_articles", "left", "period_days"],
@@ -242,6 +251,16 @@ def _paths() -> dict:
             "get": {
                 "summary": "Who is signed in in this browser (never cached).",
                 "responses": {"200": _json("The reader, or signed_in false.", "Me")},
+            }
+        },
+        "/api/v1/entitlement": {
+            "get": {
+                "summary": "The signed entitlement token (a JWT) of the signed-in reader.",
+                "description": "Verify it with the keys of /.well-known/jwks.json (ES256).",
+                "responses": {
+                    "200": _json("The token and when it expires.", "Entitlement"),
+                    "401": _error("`not_signed_in`."),
+                },
             }
         },
         "/api/v1/logout": {

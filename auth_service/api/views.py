@@ -21,9 +21,10 @@ from ..auth.limits import (
     per_ip_posts,
     resends_per_chain,
 )
+from ..entitlement import tokens
 from ..errors import json_error
 from ..extensions import db
-from ..models import DAILY_NEWSLETTER
+from ..models import DAILY_NEWSLETTER, iso_utc
 from ..newsletter import subscriptions
 from ..security import private_page, reads_json
 from . import cors
@@ -199,6 +200,16 @@ def me():
     """Who is signed in in this browser; never stored by a cache."""
     private_page()
     return jsonify(_me(current_user))
+
+
+@bp.get("/entitlement")
+def entitlement():
+    """The signed token the news site's servers verify, for a signed-in reader."""
+    private_page()
+    if not current_user.is_authenticated:
+        raise ApiError(401, "not_signed_in", _("Nobody is signed in in this browser."))
+    issued = tokens.issue(current_user._get_current_object())
+    return jsonify(token=issued.token, expires_at=iso_utc(issued.expires_at))
 
 
 @bp.post("/logout")

@@ -16,6 +16,7 @@ from flask_login import current_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..config import signing_keys
+from ..entitlement import tokens
 from ..security import cookie_attributes
 from . import sessions
 
@@ -101,6 +102,7 @@ def sign_out_this_browser() -> None:
     if current_user.is_authenticated:
         sessions.end_session(current_user.session_key)
     logout_user()
+    tokens.clear_in_this_response()  # the news site's token cookie goes too
     session.clear()
 
 

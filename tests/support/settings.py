@@ -19,6 +19,7 @@ DATA_TABLES = [
     "articles",
     "rate_limits",
     "reader_sessions",
+    "signing_keys",
 ]
 
 
