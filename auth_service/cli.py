@@ -25,6 +25,7 @@ from .mail.worker import Worker, deliver_due
 from .newsletter.editions import EditionError, queue_edition, today
 from .newsletter.subscribers_cli import subscribers_group
 from .newsletter.unsubscribe_mail import MAX_BYTES, unsubscribe_by_mail
+from .publisher.api_keys_cli import api_keys_group
 from .storable import is_storable
 
 
@@ -168,6 +169,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(subscribers_group)
     app.cli.add_command(demo_command)
     app.cli.add_command(keys_group)
+    app.cli.add_command(api_keys_group)
 
 
 def _create_app_for_cli() -> Flask:

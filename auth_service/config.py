@@ -146,6 +146,8 @@ class Config:
     ENTITLEMENT_COOKIE_DOMAIN: str | None = None
     ENTITLEMENT_AUDIENCE = "news-site"  # the token's aud: what the news site checks
     ENTITLEMENT_TTL = 3600  # seconds; renewed while the reader keeps visiting
+    # The publisher's CMS (docs/contract.md §9): article changes a minute per API key.
+    PUBLISHER_LIMIT_PER_KEY = "120 per minute"
     # Deployment (c) of docs/deploy.md, the service on another site than the news site:
     # every cookie is SameSite=None; Secure, so that the news site's pages send it.
     # Needs an https PUBLIC_URL; works only where browsers still send third-party cookies.

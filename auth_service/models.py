@@ -384,3 +384,32 @@ class SigningKey(db.Model):
 
     def __repr__(self) -> str:
         return f"<SigningKey {self.kid}>"  # never the key itself
+
+
+class ApiKey(db.Model):
+    """A publisher's key for the article API (``Authorization: Bearer …``).
+
+    Only a SHA-256 of the key is kept: it is shown once, when made. A revoked key stays,
+    so that the changes it made still name it.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ArticleChange(db.Model):
+    """One change of an article through the API: which key, when, what."""
+
+    __tablename__ = "article_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # "created", "updated", "deleted"
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

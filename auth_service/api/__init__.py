@@ -10,7 +10,7 @@ CSRF token. Those origins get CORS with credentials.
 from flask import Flask
 
 from ..extensions import csrf
-from . import cors
+from . import cors, publisher  # noqa: F401 (publisher's routes join the blueprint)
 from .views import bp
 
 __all__ = ["bp", "init_app"]

@@ -39,6 +39,8 @@ ERROR_CODES = [
     "unavailable",
     "account_gone",
     "not_signed_in",
+    "invalid_api_key",
+    "invalid_article",
 ]
 
 
@@ -80,6 +82,14 @@ RETRY_AFTER = {
     }
 }
 UNAVAILABLE = _error("`unavailable`: the database does not answer; try again shortly.")
+SLUG = {
+    "name": "slug",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 200},
+    # One of the demo articles (auth-service demo).
+    "example": "train-de-nuit-port-ardent-montcalvel",
+}
 RATE_LIMITED = {
     "description": "`rate_limited`: too many requests; the message says how long to wait.",
     "headers": RETRY_AFTER,
@@ -161,6 +171,41 @@ def _schemas() -> dict:
             },
         },
         "Empty": {"type": "object"},
+        "ArticleImport": {
+            "type": "object",
+            "required": ["title", "published_at"],
+            "description": "The schema of `auth-service articles import`; body_html is "
+            "sanitised (no script, no event handlers, no javascript: links).",
+            "properties": {
+                "slug": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
+                "title": {"type": "string", "maxLength": 500},
+                "kicker": {"type": "string", "maxLength": 200},
+                "standfirst": {"type": "string", "maxLength": 5000},
+                "body_html": {"type": "string", "maxLength": 500000},
+                "image": {
+                    "type": "object",
+                    "properties": {
+                        "url": {"type": "string", "maxLength": 2048},
+                        "caption": {"type": "string", "maxLength": 2000},
+                        "credit": {"type": "string", "maxLength": 500},
+                        "alt": {"type": "string", "maxLength": 2000},
+                    },
+                },
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "access": {"type": "string", "enum": ["public", "registered"]},
+                "published_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "ArticleStored": {
+            "type": "object",
+            "required": ["slug", "title", "access", "published_at"],
+            "properties": {
+                "slug": text,
+                "title": text,
+                "access": {"type": "string", "enum": ["public", "registered"]},
+                "published_at": {"type": "string"},
+            },
+        },
         "Entitlement": {
             "type": "object",
             "required": ["token", "expires_at"],
@@ -278,16 +323,7 @@ def _paths() -> dict:
         "/api/v1/articles/{slug}": {
             "get": {
                 "summary": "An article as the wall shows it; the body only when entitled.",
-                "parameters": [
-                    {
-                        "name": "slug",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "maxLength": 200},
-                        # One of the demo articles (auth-service demo).
-                        "example": "train-de-nuit-port-ardent-montcalvel",
-                    }
-                ],
+                "parameters": [SLUG],
                 "responses": {
                     "200": _json(
                         "The article; counts it on a signed-out browser's meter.", "Article"
@@ -295,7 +331,37 @@ def _paths() -> dict:
                     "400": _error("`unstorable_text`: the slug holds text no article has."),
                     "404": _error("`not_found`."),
                 },
-            }
+            },
+            "put": {
+                "summary": "Create or replace an article (the publisher's CMS, with an API key).",
+                "security": [{"apiKey": []}],
+                "parameters": [SLUG],
+                "requestBody": _body("ArticleImport"),
+                "responses": {
+                    "200": _json("Replaced.", "ArticleStored"),
+                    "201": _json("Created.", "ArticleStored"),
+                    "400": _error("Not a JSON object, too deep, or unstorable text."),
+                    "401": _error("`invalid_api_key`: missing, wrong or revoked key."),
+                    "413": _error("`too_large`."),
+                    "415": _error("`unsupported_media_type`: the body must be JSON."),
+                    "422": _error("`invalid_article`: the message says which field."),
+                    "429": RATE_LIMITED,
+                    "503": UNAVAILABLE,
+                },
+            },
+            "delete": {
+                "summary": "Delete an article (the publisher's CMS, with an API key).",
+                "security": [{"apiKey": []}],
+                "parameters": [SLUG],
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "400": _error("`unstorable_text`."),
+                    "401": _error("`invalid_api_key`: missing, wrong or revoked key."),
+                    "404": _error("`not_found`."),
+                    "429": RATE_LIMITED,
+                    "503": UNAVAILABLE,
+                },
+            },
         },
         "/api/v1/openapi.json": {
             "get": {
@@ -326,5 +392,14 @@ def document(app: Flask) -> dict:
         },
         "servers": [{"url": app.config["PUBLIC_URL"]}],
         "paths": _paths(),
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A key from `auth-service api-keys create NAME`.",
+                }
+            },
+        },
     }

@@ -12,8 +12,10 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import nh3
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 
+from ..database import UPSERTS
 from ..extensions import db
 from ..models import Article, utcnow
 from ..storable import OutOfCalendar, first_unstorable, moment_in_utc, shown_where
@@ -171,17 +173,30 @@ def import_articles(items) -> ImportReport:
             raise ArticleError(f"article {position}: {error}") from None
     report = ImportReport()
     for values in parsed:
-        article = db.session.scalar(select(Article).where(Article.slug == values["slug"]))
-        if article is None:
-            db.session.add(Article(**values, updated_at=utcnow()))
+        if upsert(values):
             report.created += 1
         else:
-            for key, value in values.items():
-                setattr(article, key, value)
-            article.updated_at = utcnow()
             report.updated += 1
     db.session.commit()
     return report
+
+
+def upsert(values: dict) -> bool:
+    """Store one parsed article by its slug, in the caller's transaction; ``True`` if it
+    is new. One statement, so that two writers of one new slug at once cannot both
+    insert it (the second updates)."""
+    existed = db.session.scalar(select(Article.id).where(Article.slug == values["slug"]))
+    row = {**values, "updated_at": utcnow()}
+    statement = UPSERTS[db.engine.dialect.name](Article).values(**row)
+    changed = {key: statement.excluded[key] for key in row if key != "slug"}
+    db.session.execute(statement.on_conflict_do_update(index_elements=["slug"], set_=changed))
+    db.session.expire_all()  # objects read before must see the statement's values
+    return existed is None
+
+
+def delete(slug: str) -> bool:
+    """Delete the article with ``slug`` (published or not); ``False`` if there is none."""
+    return bool(db.session.execute(sa_delete(Article).where(Article.slug == slug)).rowcount)
 
 
 def _refuse_unstorable(items: list) -> None:

@@ -38,6 +38,8 @@ COMMITTING = {
     "auth_service/account/views.py",
     "auth_service/newsletter/views.py",
     "auth_service/api/views.py",
+    "auth_service/api/publisher.py",  # the publisher's article routes
+    "auth_service/publisher/api_keys_cli.py",  # a command
     "auth_service/auth/signin.py",  # consume_code: a wrong code's spent try
     "auth_service/mail/worker.py",  # claims, marks, failures, releases
     "auth_service/newsletter/editions.py",  # each edition and batch of copies

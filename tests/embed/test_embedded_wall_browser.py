@@ -11,46 +11,29 @@ fails on a CSP violation, a page error or a console error. Screenshots go to
 
 from __future__ import annotations
 
-import html
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 from support.chromium import DESKTOP, PHONE, chromium, snap
 from support.live import LiveServer, start_gunicorn, stop_gunicorn
 from support.network import free_port
-from support.settings import REPOSITORY, SECRET
-
-from auth_service import create_app
-from auth_service.articles.store import import_articles, sanitise
-from auth_service.cli import demo_articles
-from auth_service.extensions import db
+from support.news_site import (
+    ARTICLE,
+    GATED_WORDS,
+    SLUG,
+    import_demo_articles,
+    paragraphs,
+    serve_example_site,
+)
 
 pytestmark = pytest.mark.browser
 # The shared browser fixture, imported so that pytest finds it in this module.
 __all__ = ["chromium"]
 
-EXAMPLE = REPOSITORY / "examples" / "news-site"
-SLUG = "train-de-nuit-port-ardent-montcalvel"
-ARTICLE = next(item for item in demo_articles() if item["slug"] == SLUG)
-START_TIMEOUT = 15
 EXPECTED_API_ANSWER = re.compile(r"Failed to load resource: .* status of 4\d\d ")
 
-
-def paragraphs(article: dict) -> list[str]:
-    """The plain text of each paragraph of an article's (sanitised) body."""
-    found = re.findall(r"<p\b[^>]*>(.*?)</p>", sanitise(article["body_html"]), re.DOTALL)
-    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", item)).split()) for item in found]
-
-
-# The start of the second paragraph: the first words a signed-out reader must not get.
-GATED_WORDS = paragraphs(ARTICLE)[1][:80]
 
 # Run before any script of the page: what the tests read back. (Playwright injects it
 # through the DevTools protocol, which the page's CSP does not govern.)
@@ -89,36 +72,6 @@ class Sites:
     def article_en(self) -> str:
         """The same article in the site's English edition."""
         return f"{self.site_url}/article-en.html"
-
-
-def import_demo_articles(database_url: str) -> None:
-    """Load the demo articles into the live server's database, as ``demo`` does."""
-    app = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": database_url})
-    with app.app_context():
-        import_articles(demo_articles())
-        db.session.remove()
-        db.engine.dispose()
-
-
-def serve_example_site(port: int, service_url: str, log: Path) -> subprocess.Popen:
-    """Start ``examples/news-site/serve.py`` and wait until it answers."""
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, str(EXAMPLE / "serve.py"), "--port", str(port)]
-            + ["--service", service_url],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2):
-                return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError(f"serve.py did not start:\n{log.read_text()}") from None
-            time.sleep(0.05)
 
 
 @pytest.fixture

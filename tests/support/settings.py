@@ -20,6 +20,8 @@ DATA_TABLES = [
     "rate_limits",
     "reader_sessions",
     "signing_keys",
+    "article_changes",
+    "api_keys",
 ]
 
 
