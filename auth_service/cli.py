@@ -25,6 +25,7 @@ from .mail.worker import Worker, deliver_due
 from .newsletter.editions import EditionError, queue_edition, today
 from .newsletter.subscribers_cli import subscribers_group
 from .newsletter.unsubscribe_mail import MAX_BYTES, unsubscribe_by_mail
+from .publisher import webhooks
 from .publisher.api_keys_cli import api_keys_group
 from .storable import is_storable
 
@@ -33,10 +34,13 @@ from .storable import is_storable
 @click.option("--once", is_flag=True, help="Deliver every message that is due, then exit.")
 @with_appcontext
 def worker_command(once: bool) -> None:
-    """Deliver queued mail (retrying with backoff when SMTP is down)."""
+    """Deliver queued mail and webhook events (retrying with backoff while a server is
+    down)."""
     if once:
         report = deliver_due()
         click.echo(f"sent {report.sent}, retry later {report.retried}, failed {report.failed}")
+        if current_app.config["PUBLISHER_WEBHOOK_URL"]:
+            click.echo(f"webhook events delivered {webhooks.deliver_due()}")
         return
     click.echo("Outbox worker running; Ctrl+C to stop.")
     try:

@@ -148,6 +148,9 @@ class Config:
     ENTITLEMENT_TTL = 3600  # seconds; renewed while the reader keeps visiting
     # The publisher's CMS (docs/contract.md §9): article changes a minute per API key.
     PUBLISHER_LIMIT_PER_KEY = "120 per minute"
+    # Events for the publisher's CRM, signed the Standard Webhooks way; unset: none.
+    PUBLISHER_WEBHOOK_URL: str | None = None
+    PUBLISHER_WEBHOOK_SECRET: str | None = None  # "whsec_" + base64 of 24 to 64 bytes
     # Deployment (c) of docs/deploy.md, the service on another site than the news site:
     # every cookie is SameSite=None; Secure, so that the news site's pages send it.
     # Needs an https PUBLIC_URL; works only where browsers still send third-party cookies.

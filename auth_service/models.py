@@ -413,3 +413,27 @@ class ArticleChange(db.Model):
     action: Mapped[str] = mapped_column(String(16))  # "created", "updated", "deleted"
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebhookEvent(db.Model):
+    """An event for the publisher's webhook, queued in the transaction of its change.
+
+    Delivered by the mail worker as mail is: claimed, sent, marked; retried with backoff
+    while the receiver fails. ``event_id`` is its ``webhook-id``: the same on every try,
+    so that a receiver can drop a repeat.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_waiting", "next_attempt_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)

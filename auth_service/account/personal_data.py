@@ -18,6 +18,7 @@ from ..models import (
     iso_utc,
 )
 from ..newsletter import subscriptions
+from ..publisher import webhooks
 
 
 def recent_sign_ins(reader: Reader, limit: int = 10) -> list[SignInEvent]:
@@ -100,6 +101,7 @@ def delete_reader(reader: Reader) -> None:
     db.session.execute(delete(NewsletterConsent).where(NewsletterConsent.reader_id == reader.id))
     db.session.execute(delete(SignInEvent).where(SignInEvent.reader_id == reader.id))
     db.session.execute(delete(ReaderSession).where(ReaderSession.reader_id == reader.id))
+    webhooks.reader_deleted(reader)  # the publisher's CRM forgets them too
     db.session.delete(reader)
 
 

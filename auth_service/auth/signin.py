@@ -26,6 +26,7 @@ from ..config import signing_keys
 from ..extensions import db
 from ..models import DAILY_NEWSLETTER, LoginAttempt, Reader, SignInEvent, utcnow
 from ..newsletter import subscriptions
+from ..publisher import webhooks
 from . import sessions
 
 LINK_SALT = "auth-service.login-link"
@@ -393,6 +394,8 @@ def _reader_for(address: str, locale: str, now: datetime) -> Reader:
         with db.session.begin_nested():
             reader = Reader(email=address, locale=locale, created_at=now)
             db.session.add(reader)
+            db.session.flush()  # its public id, for the event
+            webhooks.reader_created(reader)
     except IntegrityError:
         # Another sign-in of the same new address created it a moment ago.
         reader = db.session.scalar(select(Reader).where(Reader.email == address))

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 
 from ..extensions import db
-from ..models import OutboxMessage, utcnow
+from ..models import WebhookEvent, utcnow
+from ..publisher import webhooks
 from .copies import EditionCopies
 from .outbox import NOTIFY_CHANNEL, OUTBOX, SECRET_KINDS, SECRETS_REMOVED
 from .rendering import QueuedMessage
@@ -33,6 +34,8 @@ CLAIM_SECONDS = 120
 SEND_STEPS = 5
 CLAIM_SLACK = 5  # seconds kept in hand for our own work and clocks
 MINIMUM_WAIT = 0.05  # seconds: never poll the database in a tight loop
+# The publisher's webhook events: a queue with the outbox's columns, delivered alongside.
+EVENTS = WebhookEvent.__table__
 
 
 @dataclass
@@ -44,18 +47,21 @@ class DeliveryReport:
     failed: int = 0
 
 
-def _due(now: datetime):
-    """The SQL condition of a message the worker may pick up now."""
+def _due(now: datetime, table: Table = OUTBOX):
+    """The SQL condition of a message (or webhook event) the worker may pick up now."""
     return (
-        OUTBOX.c.sent_at.is_(None),
-        OUTBOX.c.failed_at.is_(None),
-        OUTBOX.c.next_attempt_at <= now,
-        or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now),
+        table.c.sent_at.is_(None),
+        table.c.failed_at.is_(None),
+        table.c.next_attempt_at <= now,
+        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
     )
 
 
-def claim_due(limit: int, *, now: datetime | None = None) -> list[int]:
+def claim_due(limit: int, *, now: datetime | None = None, table: Table = OUTBOX) -> list[int]:
     """Claim up to ``limit`` due messages for this worker and return their ids.
+
+    ``table`` is the outbox, or any queue with its columns (``sent_at``, ``failed_at``,
+    ``next_attempt_at``, ``claimed_until``): the publisher's webhook events.
 
     One statement. PostgreSQL skips rows another worker is claiming at this moment, and
     the chosen ids are materialised first: a ``WHERE id IN (... LIMIT n)`` there may run
@@ -64,19 +70,19 @@ def claim_due(limit: int, *, now: datetime | None = None) -> list[int]:
     """
     now = now or utcnow()
     due = (
-        select(OUTBOX.c.id)
-        .where(*_due(now))
-        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
+        select(table.c.id)
+        .where(*_due(now, table))
+        .order_by(table.c.next_attempt_at, table.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("due")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     claimed = db.session.scalars(
-        update(OUTBOX)
-        .where(OUTBOX.c.id == due.c.id)
+        update(table)
+        .where(table.c.id == due.c.id)
         .values(claimed_until=now + claim_length())
-        .returning(OUTBOX.c.id)
+        .returning(table.c.id)
     ).all()
     db.session.commit()
     return sorted(claimed)
@@ -335,26 +341,26 @@ def _count(report: DeliveryReport, outcome: str) -> None:
 
 
 def seconds_until_next_due(*, now: datetime | None = None) -> float | None:
-    """Seconds until a waiting message may be picked up, or ``None`` if nothing waits.
+    """Seconds until a waiting message or webhook event may be picked up, or ``None``
+    if nothing waits.
 
     A message claimed by another worker (or by one that crashed) is due when its claim
     runs out, not before: counting it as due now would make an idle worker spin.
     """
     now = now or utcnow()
-    waiting = (OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
-    unclaimed = db.session.scalar(
-        select(func.min(OutboxMessage.next_attempt_at)).where(
-            *waiting,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+    moments = []
+    for table in (OUTBOX, EVENTS):
+        waiting = (table.c.sent_at.is_(None), table.c.failed_at.is_(None))
+        unclaimed = db.session.scalar(
+            select(func.min(table.c.next_attempt_at)).where(
+                *waiting, or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
+            )
         )
-    )
-    claim_ends = db.session.scalar(
-        select(func.min(OutboxMessage.claimed_until)).where(
-            *waiting, OutboxMessage.claimed_until >= now
+        claim_ends = db.session.scalar(
+            select(func.min(table.c.claimed_until)).where(*waiting, table.c.claimed_until >= now)
         )
-    )
+        moments += [moment for moment in (unclaimed, claim_ends) if moment is not None]
     db.session.commit()
-    moments = [moment for moment in (unclaimed, claim_ends) if moment is not None]
     if not moments:
         return None
     return max((min(moments) - now).total_seconds(), MINIMUM_WAIT)
@@ -389,6 +395,7 @@ class Worker:
                         self._listener_or_none()
                     try:
                         deliver_due(self.transport)
+                        webhooks.deliver_due()
                         wait = seconds_until_next_due()
                     except Exception:
                         # The database may be restarting; keep the worker alive.

@@ -24,6 +24,7 @@ from ..config import signing_keys
 from ..database import UPSERTS
 from ..extensions import db
 from ..models import Newsletter, NewsletterConsent, Reader, Suppression, utcnow
+from ..publisher import webhooks
 
 PREFERENCES_SALT = "auth-service.newsletter-preferences"
 MAIL_EVENTS = {"bounce", "complaint"}
@@ -148,6 +149,8 @@ def record_consent(
                     source=source[:2048],
                 )
             )
+            db.session.flush()
+            webhooks.subscribed(reader, letter)
     except IntegrityError:
         pass  # a parallel request recorded the same consent a moment ago
 
@@ -157,6 +160,7 @@ def _close(reader: Reader, letter: Newsletter, now: datetime) -> bool:
     consent = open_consent(reader, letter)
     if consent is not None:
         consent.withdrawn_at = now
+        webhooks.unsubscribed(reader, letter)
     return consent is not None
 
 

@@ -42,6 +42,7 @@ COMMITTING = {
     "auth_service/publisher/api_keys_cli.py",  # a command
     "auth_service/auth/signin.py",  # consume_code: a wrong code's spent try
     "auth_service/mail/worker.py",  # claims, marks, failures, releases
+    "auth_service/publisher/webhooks.py",  # the worker's claims and marks of events
     "auth_service/newsletter/editions.py",  # each edition and batch of copies
     "auth_service/articles/store.py",  # the import command's body
     "auth_service/newsletter/subscribers.py",  # the import command's body

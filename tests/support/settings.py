@@ -22,6 +22,7 @@ DATA_TABLES = [
     "signing_keys",
     "article_changes",
     "api_keys",
+    "webhook_events",
 ]
 
 
