@@ -20,9 +20,11 @@ import sys
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 FOLDER = Path(__file__).resolve().parent
+# What the site serves of its folder: pages, stylesheets, pictures.
+PUBLIC_SUFFIXES = {".html", ".css", ".svg"}
 WRITTEN_SERVICE = "http://auth.news.test:5000"  # the service as the pages name it
 DEFAULT_PORT = 8000
 SITE_HOST = "www.news.test"
@@ -72,11 +74,15 @@ class NewsSiteHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
     def send_head(self):
-        """A page, with the service's address written in; any other file as it is."""
-        path = Path(self.translate_path(self.path))
-        if path.is_dir():
-            path = path / "index.html"
-        if path.suffix != ".html" or not path.is_file():
+        """A page, with the service's address written in; a stylesheet or picture as it
+        is; nothing else of the folder (not bodies/, the scripts or the README)."""
+        name = unquote(urlsplit(self.path).path).lstrip("/") or "index.html"
+        path = FOLDER / name
+        public = path.suffix in PUBLIC_SUFFIXES and path.is_file()
+        if "/" in name or "\\" in name or not public:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return None
+        if path.suffix != ".html":
             return super().send_head()
         page = path.read_text(encoding="utf-8").replace(WRITTEN_SERVICE, self.service)
         body = page.encode("utf-8")

@@ -251,6 +251,12 @@ def main(argv: list[str] | None = None) -> None:
         help="the service's ENTITLEMENT_COOKIE_NAME (default: $PAYWALL_COOKIE_NAME or %(default)s)",
     )
     parser.add_argument(
+        "--jwks-url",
+        default=os.environ.get("PAYWALL_JWKS_URL"),
+        help="where this server fetches the service's keys, if not at the service's public "
+        "address (default: $PAYWALL_JWKS_URL or SERVICE/.well-known/jwks.json)",
+    )
+    parser.add_argument(
         "--refetch-interval",
         type=float,
         default=REFETCH_INTERVAL,
@@ -259,9 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     service = options.service.rstrip("/")
     origin_of(service)  # refuse a service that is not an http(s) URL
-    keys = ServiceKeys(
-        f"{service}/.well-known/jwks.json", refetch_interval=options.refetch_interval
-    )
+    jwks_url = options.jwks_url or f"{service}/.well-known/jwks.json"
+    origin_of(jwks_url)
+    keys = ServiceKeys(jwks_url, refetch_interval=options.refetch_interval)
     handler = type(
         "Handler",
         (ArticleHandler,),
