@@ -140,6 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         "Ctrl+C to stop.",
         flush=True,
     )
+    serve_until_stopped(server)
+
+
+def serve_until_stopped(server: ThreadingHTTPServer) -> None:
+    """Serve until Ctrl+C, then close the socket."""
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -36,14 +36,22 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import jwt
-from serve import DEFAULT_PORT, FOLDER, SITE_HOST, WRITTEN_SERVICE, NewsSiteHandler, origin_of
+from serve import (
+    DEFAULT_PORT,
+    FOLDER,
+    PUBLIC_SUFFIXES,
+    SITE_HOST,
+    WRITTEN_SERVICE,
+    NewsSiteHandler,
+    origin_of,
+    serve_until_stopped,
+)
 
 BODIES = FOLDER / "bodies"
 DEFAULT_AUDIENCE = "news-site"  # the service's default ENTITLEMENT_AUDIENCE
 DEFAULT_COOKIE = "reader_access"  # the service's default ENTITLEMENT_COOKIE_NAME
 # What the server hands out as files: the folder's pages, stylesheet and pictures; never
 # the bodies, this script or anything else in the folder.
-PUBLIC_SUFFIXES = {".html", ".css", ".svg"}
 # The element the wall takes over, with the article it gates (as in article.html).
 GATED_BODY = re.compile(
     r'<div\b[^>]*\bdata-paywall\b[^>]*\bdata-article="(?P<slug>[a-z0-9-]+)"[^>]*>.*?</div>', re.S
@@ -290,12 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         "Ctrl+C to stop.",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server)
 
 
 if __name__ == "__main__":
