@@ -119,6 +119,17 @@ def deliver_due(limit: int = BATCH) -> int:
     return accepted
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is not a delivery: urllib would follow it as a GET without the event
+    and count the page it lands on as taken. It is an error, retried later."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _post(event: WebhookEvent) -> str | None:
     """Post one event, signed; ``None`` if the receiver took it (2xx), else why not."""
     config = current_app.config
@@ -138,7 +149,7 @@ def _post(event: WebhookEvent) -> str | None:
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=config["MAIL_TIMEOUT"]) as response:
+        with _OPENER.open(request, timeout=config["MAIL_TIMEOUT"]) as response:
             response.read(4096)
             return None if 200 <= response.status < 300 else f"HTTP {response.status}"
     except urllib.error.HTTPError as refused:

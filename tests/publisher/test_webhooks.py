@@ -173,3 +173,14 @@ def test_the_worker_delivers_events_without_being_asked(app, client, receiver):
         thread.join(10)
     types = [verified(delivery)["type"] for delivery in receiver.received]
     assert types == ["reader.created", "reader.deleted"]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_a_delivery(app, client, receiver, status):
+    """urllib would follow a 301/302/303 as a GET without the event, and count the page
+    it lands on as taken: the event would be lost."""
+    receiver.answers = [status]
+    sign_in(app, client, ADDRESS)
+    assert webhooks.deliver_due() == 0
+    [event] = rows(WebhookEvent)
+    assert event.sent_at is None and str(status) in event.last_error

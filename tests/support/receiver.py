@@ -40,6 +40,13 @@ class Receiver:
                 receiver.received.append(Received(headers, body))
                 status = receiver.answers.pop(0) if receiver.answers else 200
                 self.send_response(status)
+                if 300 <= status < 400:  # a redirect to a page that answers any GET
+                    self.send_header("Location", "/moved")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self):  # noqa: N802 (a landing page, as many servers have)
+                self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
