@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import string
 from datetime import timedelta
@@ -33,7 +35,9 @@ class Config:
     DEV_MODE = False
 
     SQLALCHEMY_DATABASE_URI: str | None = None  # default: SQLite in the instance folder
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # hide_parameters: an error's log line never shows the values of a statement (a
+    # signing key being stored, an address).
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
 
     LOGIN_TOKEN_MAX_AGE = 15 * 60
     LOGIN_CODE_TRIES = 5
@@ -148,6 +152,9 @@ class Config:
     ENTITLEMENT_TTL = 3600  # seconds; renewed while the reader keeps visiting
     # The publisher's CMS (docs/contract.md §9): article changes a minute per API key.
     PUBLISHER_LIMIT_PER_KEY = "120 per minute"
+    # Bytes of one article pushed by the CMS (the import allows 500,000 characters of
+    # body; JSON escapes can take six bytes a character).
+    PUBLISHER_MAX_CONTENT_LENGTH = 4 * 1024 * 1024
     # Events for the publisher's CRM, signed the Standard Webhooks way; unset: none.
     PUBLISHER_WEBHOOK_URL: str | None = None
     PUBLISHER_WEBHOOK_SECRET: str | None = None  # "whsec_" + base64 of 24 to 64 bytes
@@ -177,6 +184,8 @@ def load(app: Flask, test_config: dict | None) -> None:
         app.config[key] = _whole_number(key, app.config[key])
     if app.config["ENTITLEMENT_TTL"] < 60:
         raise ConfigurationError("ENTITLEMENT_TTL must be at least 60 seconds.")
+    _check_entitlement_domain(app)
+    _check_webhook(app)
     if app.config["PAYWALL_FREE_ARTICLES"] and not app.config["PAYWALL_METER_DAYS"]:
         raise ConfigurationError(
             "PAYWALL_METER_DAYS must be at least 1 when PAYWALL_FREE_ARTICLES is set: a "
@@ -251,6 +260,43 @@ def _origins(configured) -> list[str]:
             )
         origins.append(f"{parts.scheme}://{parts.netloc}".lower())
     return origins
+
+
+def _check_entitlement_domain(app: Flask) -> None:
+    """The token cookie's domain must hold the service's host, or the browser would
+    never send the cookie back (and every answer would sign a new token)."""
+    domain = (app.config["ENTITLEMENT_COOKIE_DOMAIN"] or "").strip().lstrip(".").lower()
+    if not domain:
+        app.config["ENTITLEMENT_COOKIE_DOMAIN"] = None
+        return
+    host = (urlsplit(app.config["PUBLIC_URL"]).hostname or "").lower()
+    if host != domain and not host.endswith("." + domain):
+        raise ConfigurationError(
+            f"ENTITLEMENT_COOKIE_DOMAIN {domain!r} must be the domain of PUBLIC_URL's host "
+            f"{host!r} or a parent of it (e.g. news.example for auth.news.example)."
+        )
+    app.config["ENTITLEMENT_COOKIE_DOMAIN"] = domain
+
+
+def _check_webhook(app: Flask) -> None:
+    """The publisher's webhook: an http(s) URL and a Standard Webhooks secret."""
+    url, secret = app.config["PUBLISHER_WEBHOOK_URL"], app.config["PUBLISHER_WEBHOOK_SECRET"]
+    if not url and not secret:
+        return
+    if not url or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise ConfigurationError(
+            "PUBLISHER_WEBHOOK_URL must be an http(s) URL, set with PUBLISHER_WEBHOOK_SECRET."
+        )
+    try:
+        key = base64.b64decode(str(secret).removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < 24:
+        raise ConfigurationError(
+            "PUBLISHER_WEBHOOK_SECRET must be 'whsec_' and the base64 of 24 to 64 random "
+            'bytes, e.g. the output of: python -c "import base64, os; '
+            "print('whsec_' + base64.b64encode(os.urandom(32)).decode())\""
+        )
 
 
 def _whole_number(key: str, value) -> int:

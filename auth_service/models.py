@@ -428,6 +428,8 @@ class WebhookEvent(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # The reader's public id: one reader's events go out in the order they happened.
+    reader_key: Mapped[str] = mapped_column(String(32), index=True)
     type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -16,6 +16,8 @@ from .storable import first_unstorable, is_storable, shown, shown_where
 
 View = TypeVar("View", bound=Callable)
 
+# Routes that take more than MAX_CONTENT_LENGTH: an article pushed by the CMS.
+LARGE_BODY_ENDPOINTS = frozenset({"api.put_article"})
 # The methods whose body Flask-WTF reads as the form's data, JSON included.
 SUBMIT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -113,6 +115,9 @@ def check_input() -> None:
     User-Agent of a sign-in) is cleaned by the code that keeps it. A JSON body is also
     refused when too deep to parse (400), or sent to a view that reads forms (415).
     """
+    if request.endpoint in LARGE_BODY_ENDPOINTS:
+        # A whole article from the CMS; set before anything reads the body.
+        request.max_content_length = current_app.config["PUBLISHER_MAX_CONTENT_LENGTH"]
     # The path's arguments by name; the whole path when no route matched (a 404 or a
     # redirect to come), so that a NUL gets the same answer on every path.
     path = request.view_args if request.view_args is not None else {"": request.path}

@@ -47,6 +47,12 @@ def _record(slug: str, action: str, key) -> None:
 def put_article(slug: str):
     """Create or replace the article ``slug``: 201 when new, 200 when replaced."""
     key = _key()
+    if slug != slug.strip() or not store.SLUG.match(slug):
+        raise ApiError(
+            422,
+            "invalid_article",
+            _("The address must end with the slug: lower-case letters, digits and dashes."),
+        )
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", _("The body must be a JSON object."))

@@ -1,6 +1,6 @@
 """Sign up or sign in, check your email, verify the link or code, sign out."""
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, g, redirect, request, url_for
 from sqlalchemy.exc import OperationalError
 
 from ..extensions import db, login_manager
@@ -20,6 +20,7 @@ def load_reader(session_key: str) -> Reader | None:
         return sessions.reader_for(session_key)
     except OperationalError:
         db.session.rollback()
+        g.reader_unknown = True  # not "signed out": the entitlement cookie stays
         return None
 
 

@@ -10,6 +10,7 @@ handed out stays valid until it expires.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,10 +20,12 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
+from ..extensions import db
 from ..models import Reader, utcnow
 from . import keys
 
 ENTITLEMENTS = ["registered"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,39 @@ def _needs_renewal(value: str | None, reader: Reader, now: datetime) -> bool:
     return claims["exp"] - now.timestamp() < half
 
 
+# Answers that are the same for everyone and may be cached: they carry no token.
+SHARED_ENDPOINTS = {
+    "static",
+    "entitlement.jwks",
+    "embed.script",
+    "embed.stylesheet",
+    "health.healthz",
+}
+
+
 def refresh_cookie(response):
     """After each request: give a signed-in browser a fresh token when its own is missing
-    or half spent; take it from a browser that signed out or is not signed in."""
+    or half spent; take it from a browser that signed out or is not signed in.
+
+    Never on shared, cacheable answers (static files, the JWKS, the script), and never
+    when the database could not say who is signed in: an outage must not sign readers
+    out of the news site, nor turn a calm 503 into a 500.
+    """
     config = current_app.config
-    if not config["ENTITLEMENT_COOKIE_DOMAIN"]:
+    if not config["ENTITLEMENT_COOKIE_DOMAIN"] or request.endpoint in SHARED_ENDPOINTS:
         return response
+    if g.get("reader_unknown"):  # the database did not answer when the session was read
+        return response
+    try:
+        return _refresh(response)
+    except Exception:
+        log.exception("Entitlement: the token cookie could not be renewed")
+        db.session.rollback()
+        return response
+
+
+def _refresh(response):
+    config = current_app.config
     name = config["ENTITLEMENT_COOKIE_NAME"]
     value = request.cookies.get(name)
     signed_in = current_user.is_authenticated and not g.get("clear_entitlement")

@@ -34,8 +34,10 @@ CLAIM_SECONDS = 120
 SEND_STEPS = 5
 CLAIM_SLACK = 5  # seconds kept in hand for our own work and clocks
 MINIMUM_WAIT = 0.05  # seconds: never poll the database in a tight loop
-# The publisher's webhook events: a queue with the outbox's columns, delivered alongside.
+# The publisher's webhook events: a queue with the outbox's columns, delivered by a
+# thread of the worker of its own.
 EVENTS = WebhookEvent.__table__
+WEBHOOK_POLL = 1.0  # seconds between looks at the webhook queue when nothing is due
 
 
 @dataclass
@@ -57,11 +59,14 @@ def _due(now: datetime, table: Table = OUTBOX):
     )
 
 
-def claim_due(limit: int, *, now: datetime | None = None, table: Table = OUTBOX) -> list[int]:
+def claim_due(
+    limit: int, *, now: datetime | None = None, table: Table = OUTBOX, also=()
+) -> list[int]:
     """Claim up to ``limit`` due messages for this worker and return their ids.
 
     ``table`` is the outbox, or any queue with its columns (``sent_at``, ``failed_at``,
-    ``next_attempt_at``, ``claimed_until``): the publisher's webhook events.
+    ``next_attempt_at``, ``claimed_until``): the publisher's webhook events, whose
+    ordering rule comes in ``also`` (more SQL conditions a row must meet).
 
     One statement. PostgreSQL skips rows another worker is claiming at this moment, and
     the chosen ids are materialised first: a ``WHERE id IN (... LIMIT n)`` there may run
@@ -71,7 +76,7 @@ def claim_due(limit: int, *, now: datetime | None = None, table: Table = OUTBOX)
     now = now or utcnow()
     due = (
         select(table.c.id)
-        .where(*_due(now, table))
+        .where(*_due(now, table), *also)
         .order_by(table.c.next_attempt_at, table.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -340,27 +345,25 @@ def _count(report: DeliveryReport, outcome: str) -> None:
     setattr(report, outcome, getattr(report, outcome) + 1)
 
 
-def seconds_until_next_due(*, now: datetime | None = None) -> float | None:
-    """Seconds until a waiting message or webhook event may be picked up, or ``None``
-    if nothing waits.
+def seconds_until_next_due(*, now: datetime | None = None, table: Table = OUTBOX) -> float | None:
+    """Seconds until a waiting message (or webhook event, with ``table``) may be picked
+    up, or ``None`` if nothing waits.
 
     A message claimed by another worker (or by one that crashed) is due when its claim
     runs out, not before: counting it as due now would make an idle worker spin.
     """
     now = now or utcnow()
-    moments = []
-    for table in (OUTBOX, EVENTS):
-        waiting = (table.c.sent_at.is_(None), table.c.failed_at.is_(None))
-        unclaimed = db.session.scalar(
-            select(func.min(table.c.next_attempt_at)).where(
-                *waiting, or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
-            )
+    waiting = (table.c.sent_at.is_(None), table.c.failed_at.is_(None))
+    unclaimed = db.session.scalar(
+        select(func.min(table.c.next_attempt_at)).where(
+            *waiting, or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
         )
-        claim_ends = db.session.scalar(
-            select(func.min(table.c.claimed_until)).where(*waiting, table.c.claimed_until >= now)
-        )
-        moments += [moment for moment in (unclaimed, claim_ends) if moment is not None]
+    )
+    claim_ends = db.session.scalar(
+        select(func.min(table.c.claimed_until)).where(*waiting, table.c.claimed_until >= now)
+    )
     db.session.commit()
+    moments = [moment for moment in (unclaimed, claim_ends) if moment is not None]
     if not moments:
         return None
     return max((min(moments) - now).total_seconds(), MINIMUM_WAIT)
@@ -385,7 +388,17 @@ class Worker:
         self._listener = None
 
     def run(self) -> None:
-        """Deliver, then wait for a wake-up or the next retry, until :meth:`stop`."""
+        """Deliver, then wait for a wake-up or the next retry, until :meth:`stop`.
+
+        The publisher's webhook events go out from a thread of their own
+        (:meth:`_run_webhooks`): a slow or silent receiver never holds up sign-in mail.
+        """
+        webhook_thread = None
+        if self.app.config["PUBLISHER_WEBHOOK_URL"]:
+            webhook_thread = threading.Thread(
+                target=self._run_webhooks, name="webhook-worker", daemon=True
+            )
+            webhook_thread.start()
         with self.app.app_context():
             try:
                 while not self.stopping.is_set():
@@ -395,7 +408,6 @@ class Worker:
                         self._listener_or_none()
                     try:
                         deliver_due(self.transport)
-                        webhooks.deliver_due()
                         wait = seconds_until_next_due()
                     except Exception:
                         # The database may be restarting; keep the worker alive.
@@ -405,6 +417,25 @@ class Worker:
                     self._wait(wait)
             finally:
                 self._close_listener()
+                db.session.remove()
+                if webhook_thread is not None:
+                    webhook_thread.join(timeout=1)
+
+    def _run_webhooks(self) -> None:
+        """Deliver webhook events until :meth:`stop`, looking again at least every
+        second (queued events also set ``wakeup``, which the mail loop clears)."""
+        with self.app.app_context():
+            try:
+                while not self.stopping.is_set():
+                    try:
+                        webhooks.deliver_due()
+                        wait = seconds_until_next_due(table=EVENTS)
+                    except Exception:
+                        log.exception("Webhooks: delivery pass failed")
+                        db.session.rollback()
+                        wait = 5.0
+                    self.stopping.wait(min(wait or WEBHOOK_POLL, WEBHOOK_POLL))
+            finally:
                 db.session.remove()
 
     def _wait(self, due_in: float | None) -> None:

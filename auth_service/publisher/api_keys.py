@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from flask import request
+from flask import g, request
 from sqlalchemy import select
 
 from ..extensions import db
@@ -62,19 +62,23 @@ def presented() -> str | None:
 
 
 def rate_key() -> str:
-    """What the per-key rate limit counts by: a digest of the key presented (no query)."""
-    key = presented()
-    return f"api-key:{_hash(key)[:32]}" if key else f"api-key:none:{request.remote_addr}"
+    """What the per-key rate limit counts by: the live key, or, for a request with no
+    valid key, its client address (so that guesses are limited too)."""
+    row = authenticated()
+    return f"api-key:{row.id}" if row is not None else f"api-key-refused:{request.remote_addr}"
 
 
 def authenticated() -> ApiKey | None:
-    """The live key of this request, its use noted (the caller commits); else ``None``."""
-    key = presented()
-    if key is None:
-        return None
-    row = db.session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == _hash(key), ApiKey.revoked_at.is_(None))
-    )
-    if row is not None:
-        row.last_used_at = utcnow()
-    return row
+    """The live key of this request (looked up once), its use noted (the caller
+    commits); else ``None``."""
+    if "api_key" not in g:
+        key = presented()
+        row = None
+        if key is not None:
+            row = db.session.scalar(
+                select(ApiKey).where(ApiKey.key_hash == _hash(key), ApiKey.revoked_at.is_(None))
+            )
+        if row is not None:
+            row.last_used_at = utcnow()
+        g.api_key = row
+    return g.api_key

@@ -19,7 +19,7 @@ import urllib.request
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from standardwebhooks import Webhook
 
 from ..extensions import db
@@ -29,8 +29,17 @@ from ..models import Newsletter, Reader, WebhookEvent, iso_utc, utcnow
 log = logging.getLogger(__name__)
 
 EVENTS = WebhookEvent.__table__
-BATCH = 50
+BATCH = 10
 MAX_ERROR = 2000
+# An event waits while an earlier one of the same reader is still to be delivered: a
+# retried "subscribed" must not arrive after the "unsubscribed" that followed it.
+_EARLIER = EVENTS.alias("earlier")
+IN_ORDER = ~exists().where(
+    _EARLIER.c.reader_key == EVENTS.c.reader_key,
+    _EARLIER.c.id < EVENTS.c.id,
+    _EARLIER.c.sent_at.is_(None),
+    _EARLIER.c.failed_at.is_(None),
+)
 
 
 def enabled() -> bool:
@@ -51,6 +60,7 @@ def emit(kind: str, data: dict, now: datetime | None = None) -> None:
     db.session.add(
         WebhookEvent(
             event_id=f"evt_{secrets.token_urlsafe(18)}",
+            reader_key=data["reader"]["id"],
             type=kind,
             payload={"type": kind, "timestamp": iso_utc(now), "data": data},
             created_at=now,
@@ -90,23 +100,38 @@ def deliver_due(limit: int = BATCH) -> int:
 
     if not current_app.config["PUBLISHER_WEBHOOK_URL"]:
         return 0
-    claimed = worker.claim_due(limit, table=EVENTS)
+    claimed_at = utcnow()
+    claimed = worker.claim_due(limit, now=claimed_at, table=EVENTS, also=(IN_ORDER,))
     if not claimed:
         return 0
+    # Start no post late in the claim: another worker could take the event too.
+    stop_at = claimed_at + worker.claim_length() / 2
     events = db.session.scalars(
         select(WebhookEvent).where(WebhookEvent.id.in_(claimed)).order_by(WebhookEvent.id)
     ).all()
     db.session.commit()
     accepted = 0
-    for event in events:
+    for position, event in enumerate(events):
+        if utcnow() > stop_at:
+            rest = [later.id for later in events[position:]]
+            db.session.execute(
+                update(EVENTS).where(EVENTS.c.id.in_(rest)).values(claimed_until=None)
+            )
+            db.session.commit()
+            break
         error = _post(event)
         now = utcnow()
         values = {"attempts": event.attempts + 1, "claimed_until": None}
         if error is None:
-            values["sent_at"] = now
+            # Handled: the event keeps no address (an erased reader's stays nowhere).
+            values.update(sent_at=now, payload=_without_address(event.payload))
             accepted += 1
         elif values["attempts"] >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
-            values.update(failed_at=now, last_error=error[:MAX_ERROR])
+            values.update(
+                failed_at=now,
+                last_error=error[:MAX_ERROR],
+                payload=_without_address(event.payload),
+            )
             log.error("Webhook: giving up on %s (%s): %s", event.event_id, event.type, error)
         else:
             values.update(
@@ -117,6 +142,14 @@ def deliver_due(limit: int = BATCH) -> int:
         db.session.execute(update(EVENTS).where(EVENTS.c.id == event.id).values(**values))
         db.session.commit()
     return accepted
+
+
+def _without_address(payload: dict) -> dict:
+    """The payload as kept once handled: the reader's id, not their address."""
+    data = dict(payload.get("data") or {})
+    if isinstance(data.get("reader"), dict):
+        data["reader"] = {"id": data["reader"].get("id")}
+    return {**payload, "data": data}
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

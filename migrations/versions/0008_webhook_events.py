@@ -19,6 +19,7 @@ def upgrade():
         "webhook_events",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("reader_key", sa.String(length=32), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
@@ -32,8 +33,10 @@ def upgrade():
         sa.UniqueConstraint("event_id"),
     )
     op.create_index("ix_webhook_events_waiting", "webhook_events", ["next_attempt_at", "id"])
+    op.create_index("ix_webhook_events_reader_key", "webhook_events", ["reader_key"])
 
 
 def downgrade():
+    op.drop_index("ix_webhook_events_reader_key", table_name="webhook_events")
     op.drop_index("ix_webhook_events_waiting", table_name="webhook_events")
     op.drop_table("webhook_events")

@@ -213,3 +213,45 @@ def test_the_first_key_is_made_once_for_many_tokens(app, client):
     kids = {jwt.get_unverified_header(tokens.issue(account).token)["kid"] for _ in range(5)}
     assert len(kids) == 1 and len(rows(SigningKey)) == 1
     assert keys.current()[0].kid in kids
+
+
+def test_shared_cacheable_answers_never_carry_a_token(app, client):
+    signed_in_token(app, client)  # the test client sends no news.test cookie: renewal due
+    for path in ("/.well-known/jwks.json", "/embed/paywall.js", "/healthz"):
+        assert token_cookie(client.get(path)) is None, path
+
+
+def test_a_database_outage_signs_nobody_out_of_the_news_site(app, client, monkeypatch, tmp_path):
+    """The reader cannot be looked up while the database is down: that is not a
+    sign-out, and the token cookie stays (the news site keeps rendering the body)."""
+    from support.web import app_without_database
+
+    signed_in_token(app, client)
+    session_cookie = client.get_cookie("auth_session")
+    gone = app_without_database(app, monkeypatch, tmp_path)
+    gone.config.update(ENTITLEMENT_COOKIE_DOMAIN=DOMAIN, ENTITLEMENT_AUDIENCE=AUDIENCE)
+    browser = gone.test_client()
+    browser.set_cookie("auth_session", session_cookie.value)
+    browser.set_cookie("reader_access", "a.token.kept")
+    response = browser.get("/")
+    assert response.status_code == 503
+    assert token_cookie(response) is None
+
+
+@pytest.mark.parametrize("domain", ["example.org", "ews.test", "auth.news.test.evil"])
+def test_a_cookie_domain_that_does_not_hold_the_service_is_refused_at_start(domain):
+    from auth_service import create_app
+    from auth_service.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="ENTITLEMENT_COOKIE_DOMAIN"):
+        create_app(
+            {
+                "SECRET_KEY": "k" * 40,
+                "PUBLIC_URL": "https://auth.news.test",
+                "ENTITLEMENT_COOKIE_DOMAIN": domain,
+            }
+        )
+
+
+def test_statement_values_never_reach_the_logs(app):
+    assert db.engine.hide_parameters is True

@@ -166,3 +166,25 @@ def test_each_key_has_its_own_rate_limit(client, key, runner):
     limited = put(client, SLUG, ARTICLE, key)
     assert limited.status_code == 429 and "Retry-After" in limited.headers
     assert put(client, "un-autre", {**ARTICLE, "slug": "un-autre"}, other).status_code == 201
+
+
+@pytest.mark.parametrize("slug", ["un-article%0A", "%20un-article", "un-article%20"])
+def test_a_slug_with_spaces_is_refused_not_stored_under_another_name(client, key, slug):
+    response = put(client, slug, ARTICLE, key)
+    assert response.status_code == 422
+    assert rows(Article) == [] and rows(ArticleChange) == []
+
+
+def test_a_long_article_fits(client, key):
+    long_body = "<p>" + "Un long paragraphe, avec des accents : é è à ç. " * 5000 + "</p>"
+    assert len(long_body) > 200_000
+    response = put(client, SLUG, {**ARTICLE, "body_html": long_body}, key)
+    assert response.status_code == 201
+    assert len(rows(Article)[0].body_html) > 200_000
+
+
+@pytest.mark.settings(RATELIMIT_ENABLED=True, PUBLISHER_LIMIT_PER_KEY="3 per minute")
+def test_guessed_keys_are_limited_per_address_too(client, key):
+    statuses = [put(client, SLUG, ARTICLE, f"pk_guess{number}").status_code for number in range(5)]
+    assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429]
+    assert put(client, SLUG, ARTICLE, key).status_code == 201  # the real key: its own
