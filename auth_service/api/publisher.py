@@ -8,7 +8,7 @@ with the key that made it, and each key has its own rate limit.
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 from flask_babel import gettext as _
 
 from ..articles import store
@@ -16,7 +16,7 @@ from ..extensions import db, limiter
 from ..models import ArticleChange, iso_utc
 from ..publisher import api_keys
 from ..security import reads_json
-from .views import ApiError, bp
+from .views import ApiError, bp, json_object
 
 per_key = limiter.shared_limit(
     lambda: current_app.config["PUBLISHER_LIMIT_PER_KEY"],
@@ -53,9 +53,7 @@ def put_article(slug: str):
             "invalid_article",
             _("The address must end with the slug: lower-case letters, digits and dashes."),
         )
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", _("The body must be a JSON object."))
+    body = json_object()
     if body.get("slug", slug) != slug:
         raise ApiError(
             422, "invalid_article", _("The slug of the body differs from the address's.")

@@ -71,6 +71,24 @@ def _only_allowed_origins_change_anything():
     return None
 
 
+def not_an_object() -> ApiError:
+    """The refusal of a body that is not a JSON object."""
+    return ApiError(400, "invalid_json", _("The body must be a JSON object."))
+
+
+def json_object() -> dict:
+    """The JSON object sent (the input guard has refused unstorable text already)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise not_an_object()
+    return body
+
+
+def field_refused(error: link_request.InvalidField) -> ApiError:
+    """The 422 naming the member of the body that is wrong."""
+    return ApiError(422, "invalid_field", error.message, field=error.field)
+
+
 def _invalid_email(message) -> ApiError:
     return ApiError(422, "invalid_email", message, hint=FORMAT_HINT)
 
@@ -90,9 +108,9 @@ def login():
     try:
         wanted = link_request.of_request()  # read as the address limits read it
     except link_request.NotAnObject:
-        raise ApiError(400, "invalid_json", _("The body must be a JSON object.")) from None
+        raise not_an_object() from None
     except link_request.InvalidField as error:
-        raise ApiError(422, "invalid_field", error.message, field=error.field) from None
+        raise field_refused(error) from None
     if not wanted.email:
         raise _invalid_email(ADDRESS_ERRORS["empty"])
     try:
@@ -160,21 +178,9 @@ def _code_refusal(error: signin.SignInError) -> ApiError:
 def login_code():
     """Sign in the browser that asked, with the code from the mail."""
     private_page()
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", _("The body must be a JSON object."))
-    code = body.get("code", "")
+    code = json_object().get("code", "")
     if not isinstance(code, str) or len(code) > MAX_CODE_LENGTH:
-        raise ApiError(
-            422,
-            "invalid_field",
-            _(
-                "The field %(name)s must be text of at most %(count)d characters.",
-                name="code",
-                count=MAX_CODE_LENGTH,
-            ),
-            field="code",
-        )
+        raise field_refused(link_request.not_text("code", MAX_CODE_LENGTH))
     if not remembered_attempts(request):
         raise ApiError(
             400, "no_attempt", _("This browser has not asked for a link. Ask for one first.")

@@ -43,19 +43,24 @@ class LinkRequest:
     website: str  # the honeypot: only bots fill it in
 
 
+def not_text(name: str, longest: int) -> InvalidField:
+    """The refusal of a member that is not text, or longer than ``longest``."""
+    return InvalidField(
+        name,
+        _l(
+            "The field %(name)s must be text of at most %(count)d characters.",
+            name=name,
+            count=longest,
+        ),
+    )
+
+
 def _text(body: dict, name: str, *, longest: int, default: str = "") -> str:
     value = body.get(name, default)
     if value is None:
         return default
     if not isinstance(value, str) or len(value) > longest:
-        raise InvalidField(
-            name,
-            _l(
-                "The field %(name)s must be text of at most %(count)d characters.",
-                name=name,
-                count=longest,
-            ),
-        )
+        raise not_text(name, longest)
     return value
 
 
