@@ -8,7 +8,7 @@ import os
 import string
 from datetime import timedelta
 from email.utils import parseaddr
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from flask import Flask
 
@@ -258,8 +258,14 @@ def _origins(configured) -> list[str]:
                 f"ALLOWED_ORIGINS entry {origin!r} is not an origin; give scheme://host[:port] "
                 "with no path, for example https://www.news.example."
             )
-        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        origins.append(origin_of(parts))
     return origins
+
+
+def origin_of(parts: SplitResult) -> str:
+    """The origin of a split URL as ``ALLOWED_ORIGINS`` holds them: ``scheme://host[:port]``,
+    lower case."""
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _check_entitlement_domain(app: Flask) -> None:

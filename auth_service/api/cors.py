@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
 
+from ..config import origin_of
 from ..errors import API_PREFIX
 
 CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -21,8 +22,7 @@ PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 def own_origin() -> str:
     """This service's origin, from ``PUBLIC_URL``."""
-    parts = urlsplit(current_app.config["PUBLIC_URL"])
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    return origin_of(urlsplit(current_app.config["PUBLIC_URL"]))
 
 
 def allowed_origin(origin: str | None) -> bool:

@@ -15,7 +15,7 @@ from flask import current_app, session, url_for
 from flask_login import current_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from ..config import signing_keys
+from ..config import origin_of, signing_keys
 from ..entitlement import tokens
 from ..security import cookie_attributes
 from . import sessions
@@ -145,8 +145,7 @@ def _on_allowed_origin(parts) -> bool:
         parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
     except ValueError:
         return False
-    origin = f"{parts.scheme}://{parts.netloc}".lower()
-    return origin in current_app.config["ALLOWED_ORIGINS"]
+    return origin_of(parts) in current_app.config["ALLOWED_ORIGINS"]
 
 
 # --- Browsers that have signed in before -------------------------------------------

@@ -22,6 +22,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from ..extensions import db
 from ..models import Reader, utcnow
+from ..security import cookie_attributes
 from . import keys
 
 ENTITLEMENTS = ["registered"]
@@ -81,13 +82,12 @@ def clear_in_this_response() -> None:
 
 
 def _cookie_attributes() -> dict:
-    config = current_app.config
+    """The flags of every cookie of ours, on the news site's domain and all its paths
+    (not only under the service's own path prefix)."""
     return {
-        "domain": config["ENTITLEMENT_COOKIE_DOMAIN"],
+        **cookie_attributes(),
+        "domain": current_app.config["ENTITLEMENT_COOKIE_DOMAIN"],
         "path": "/",
-        "httponly": True,
-        "samesite": "None" if config["CROSS_SITE_COOKIES"] else "Lax",
-        "secure": config["SESSION_COOKIE_SECURE"],
     }
 
 
