@@ -9,6 +9,7 @@ a retired key's public half stays in the JWKS until every token it signed has ex
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime, timedelta
 
@@ -29,9 +30,14 @@ def _new_kid(now: datetime) -> str:
 
 
 def _as_jwk(row: SigningKey) -> ECKey:
-    return ECKey.import_key(
-        row.private_pem, parameters={"kid": row.kid, "alg": ALGORITHM, "use": "sig"}
-    )
+    return _parsed(row.kid, row.private_pem)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(kid: str, private_pem: str) -> ECKey:
+    """A stored key, parsed once per process: a signed-in reader's every request checks
+    the token cookie against the published keys."""
+    return ECKey.import_key(private_pem, parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"})
 
 
 def _ttl() -> timedelta:
