@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import nh3
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
+from sqlalchemy import update as sa_update
 
 from ..database import UPSERTS
 from ..extensions import db
@@ -183,15 +184,19 @@ def import_articles(items) -> ImportReport:
 
 def upsert(values: dict) -> bool:
     """Store one parsed article by its slug, in the caller's transaction; ``True`` if it
-    is new. One statement, so that two writers of one new slug at once cannot both
-    insert it (the second updates)."""
-    existed = db.session.scalar(select(Article.id).where(Article.slug == values["slug"]))
+    is new. The insert says whether it made the row: of two writers of one new slug at
+    once, the second waits for the first's row, inserts nothing and updates it."""
     row = {**values, "updated_at": utcnow()}
-    statement = UPSERTS[db.engine.dialect.name](Article).values(**row)
-    changed = {key: statement.excluded[key] for key in row if key != "slug"}
-    db.session.execute(statement.on_conflict_do_update(index_elements=["slug"], set_=changed))
-    db.session.expire_all()  # objects read before must see the statement's values
-    return existed is None
+    inserted = db.session.execute(
+        UPSERTS[db.engine.dialect.name](Article)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["slug"])
+        .returning(Article.id)
+    ).first()
+    if inserted is None:
+        db.session.execute(sa_update(Article).where(Article.slug == values["slug"]).values(**row))
+    db.session.expire_all()  # objects read before must see the statements' values
+    return inserted is not None
 
 
 def delete(slug: str) -> bool:
