@@ -12,6 +12,7 @@ need_apt=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "Missing: ${need_apt[*]}. Install them (apt-get install ${need_apt[*]}) and rerun." >&2
@@ -29,6 +30,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# The JavaScript peers: an OpenID Connect provider (oidc-provider) and axe-core, pinned
+# by tests/node/package-lock.json.
+if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
+  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+fi
 
 echo "ruff check"
 .venv/bin/ruff check .
