@@ -163,6 +163,14 @@ class Config:
     # Needs an https PUBLIC_URL; works only where browsers still send third-party cookies.
     CROSS_SITE_COOKIES = False
 
+    # Social sign-in (docs/contract.md §10): OpenID Connect providers, a JSON object from
+    # a short name (in URLs and the sign-in history) to {"issuer", "client_id",
+    # "client_secret", "label"} and optionally "style" (google, microsoft, apple or
+    # generic: whose branding the button follows), "icon" (the provider's logo from its
+    # brand kit), "response_mode" ("form_post" for Apple) and "scope". Buttons show in
+    # this order. The callback to register with each is PUBLIC_URL/login/with/NAME/callback.
+    OIDC_PROVIDERS: dict = {}
+
 
 def load(app: Flask, test_config: dict | None) -> None:
     """Fill ``app.config`` from the defaults, the environment, then ``test_config``."""

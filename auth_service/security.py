@@ -43,9 +43,13 @@ def content_security_policy() -> str:
             "img-src 'self' https: data:",
             "font-src 'self'",
             "connect-src 'self'",
-            # A form may lead on to the news site's pages: the confirm button's redirect
-            # to the article the reader came from (a form's redirects count here too).
-            " ".join(("form-action 'self'", *current_app.config["ALLOWED_ORIGINS"])),
+            # A form may lead on to the news site's pages (the confirm button's redirect
+            # to the article the reader came from) and to a sign-in provider (a social
+            # button's redirect): a form's redirects count here too.
+            " ".join(
+                ("form-action 'self'", *current_app.config["ALLOWED_ORIGINS"],
+                 *current_app.config.get("OIDC_FORM_ORIGINS", ()))
+            ),
             "base-uri 'none'",
             "object-src 'none'",
             f"frame-ancestors {current_app.config['FRAME_ANCESTORS']}",

@@ -5,7 +5,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..extensions import db, login_manager
 from ..models import Reader
-from . import sessions
+from . import sessions, social
 from .views import bp
 
 __all__ = ["bp", "init_app"]
@@ -40,4 +40,6 @@ def init_app(app: Flask) -> None:
     # Flask-Login's own protection would tie sessions to an IP and user agent hash;
     # sign-in already rotates the session, and mobile readers change networks often.
     login_manager.session_protection = None
+    social.init_app(app)  # OIDC_PROVIDERS, registered with Authlib
+    app.context_processor(lambda: {"sign_in_providers": list(social.providers().values())})
     app.register_blueprint(bp)

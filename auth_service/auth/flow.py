@@ -137,6 +137,25 @@ def complete_sign_in(
     return SignedIn(reader, address, next_url)
 
 
+def complete_social_sign_in(address: str, *, method: str, next_url: str, newsletter_wording):
+    """Record the sign-in of the owner of an address a provider vouched for.
+
+    The newsletter consent is the box ticked on the wall before the round trip, in the
+    words it showed then. The caller commits, then calls :func:`open_session`.
+    """
+    reader = signin.sign_in_address(
+        address,
+        locale=current_language(),
+        method=method,
+        newsletter_wording=newsletter_wording,
+        newsletter_source=next_url,
+        user_agent=request.user_agent.string,
+        network=signin.approximate_network(request.remote_addr),
+        replacing_session=current_user.session_key if current_user.is_authenticated else None,
+    )
+    return SignedIn(reader, address, safe_next(next_url))
+
+
 def open_session(signed_in: SignedIn, response) -> None:
     """Start the committed sign-in's session in this browser and set its cookies.
 

@@ -80,6 +80,14 @@ class CodeForm(FlaskForm):
     code = StringField(_l("6-digit code"))
 
 
+class SocialSignInForm(FlaskForm):
+    """A provider's button: it submits the wall's form, whose newsletter box and way
+    back it carries through the round trip (the address field is not read)."""
+
+    newsletter = BooleanField(NEWSLETTER_WORDING)
+    next = HiddenField()
+
+
 class ConfirmLinkForm(FlaskForm):
     """The button that consumes a link opened in another browser.
 

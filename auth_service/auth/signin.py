@@ -348,21 +348,52 @@ def complete(
 ) -> Reader:
     """Finish a consumed attempt: the reader's account, consent, sign-in record, session.
 
-    Creates the account at its first confirmed sign-in, voids every other open link and
-    code of the address, opens a server-side session (its key is on the returned
-    reader's ``session_key``; ``replacing_session`` is the one this browser held until
-    now, which ends). The caller commits. A daily-newsletter consent is recorded only
-    when ``newsletter_wording`` is given: the view passes the box the reader ticked in
-    the browser that signs in, never what another browser asked for.
+    The attempt proved the address; :func:`sign_in_address` does the rest. A
+    daily-newsletter consent is recorded only when ``newsletter_wording`` is given: the
+    view passes the box the reader ticked in the browser that signs in, never what
+    another browser asked for.
+    """
+    return sign_in_address(
+        attempt.email,
+        locale=attempt.locale,
+        method=method,
+        newsletter_wording=newsletter_wording,
+        newsletter_source=newsletter_source or attempt.next_url,
+        user_agent=user_agent,
+        network=network,
+        replacing_session=replacing_session,
+        now=now,
+    )
+
+
+def sign_in_address(
+    address: str,
+    *,
+    locale: str,
+    method: str,
+    newsletter_wording: str | None = None,
+    newsletter_source: str | None = None,
+    user_agent: str = "",
+    network: str = "",
+    replacing_session: str | None = None,
+    now: datetime | None = None,
+) -> Reader:
+    """Sign in the owner of a proven ``address`` (by a link, a code or a provider).
+
+    Creates the account at its first sign-in, voids every open link and code of the
+    address, records the consent when ``newsletter_wording`` is given, and opens a
+    server-side session (its key is on the returned reader's ``session_key``;
+    ``replacing_session`` is the one this browser held until now, which ends). The
+    caller commits.
     """
     now = now or utcnow()
     user_agent = CONTROL_CHARACTERS.sub("", user_agent)[:512]  # browsers send what they like
     network = network[:64]
-    reader = _reader_for(attempt.email, attempt.locale, now)
+    reader = _reader_for(address, locale, now)
     reader.last_sign_in_at = now
     db.session.execute(
         update(LoginAttempt)
-        .where(LoginAttempt.email == attempt.email, LoginAttempt.used_at.is_(None))
+        .where(LoginAttempt.email == address, LoginAttempt.used_at.is_(None))
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -373,7 +404,7 @@ def complete(
                 reader,
                 daily,
                 wording=newsletter_wording,
-                source=newsletter_source or attempt.next_url,
+                source=newsletter_source or "",
                 now=now,
             )
     db.session.add(

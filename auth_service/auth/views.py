@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from ..extensions import db
+from ..extensions import csrf, db
+from ..mail.rendering import public_url_for
 from ..security import private_page, token_page
-from . import flow, signin
+from . import abuse, flow, signin, social
 from .browser import (
     remembered_attempts,
     safe_next,
@@ -19,8 +29,10 @@ from .browser import (
 from .forms import (
     REFUSALS,
     CodeForm,
+    NEWSLETTER_WORDING,
     ConfirmLinkForm,
     LoginForm,
+    SocialSignInForm,
     blank_login_form,
 )
 from .limits import (
@@ -188,6 +200,82 @@ def confirm():
         return _failed(error)
     newsletter = bool(form.newsletter.data)
     return _sign_in(attempt, method="link", newsletter=newsletter)
+
+
+@bp.post("/login/with/<name>")
+def social_start(name: str):
+    """A provider's button: off to the provider, with what the reader chose on the wall."""
+    provider = _provider_or_404(name)
+    form = SocialSignInForm()  # CSRFProtect has already refused a form without its token
+    next_url = safe_next(form.next.data)
+    if current_user.is_authenticated:
+        return redirect(next_url, 303)
+    carried = social.Carried(
+        next_url=next_url,
+        newsletter_wording=str(NEWSLETTER_WORDING) if form.newsletter.data else None,
+    )
+    callback = public_url_for("auth.social_callback", name=provider.name)
+    try:
+        url = social.start(provider, callback, carried)
+    except social.SocialSignInError as error:
+        return _social_failed(provider, error, next_url)
+    private_page()
+    return redirect(url, 303)
+
+
+@bp.route("/login/with/<name>/callback", methods=["GET", "POST"])
+@csrf.exempt  # the provider's answer: the state parameter is what ties it to this browser
+@per_ip_checks
+def social_callback(name: str):
+    """The provider's answer: sign the reader in with the address it vouches for."""
+    provider = _provider_or_404(name)
+    token_page()  # the URL carries a one-time code
+    if request.method == "POST":
+        # Apple's form_post: a cross-site POST, so the browser sent no SameSite=Lax
+        # session cookie (and the session must not be touched, or it would be replaced
+        # by an empty one). The same fields as a GET bring the cookie back.
+        fields = social.callback_parameters()
+        return redirect(url_for("auth.social_callback", name=provider.name, **fields), 303)
+    try:
+        address, carried = social.finish(provider)
+    except social.SocialSignInError as error:
+        return _social_failed(provider, error, error.next_url)
+    if abuse.refusal(address) == "blocked":
+        return _social_failed(provider, social.SocialSignInError("blocked"), carried.next_url)
+    signed_in = flow.complete_social_sign_in(
+        address,
+        method=provider.name,
+        next_url=carried.next_url,
+        newsletter_wording=carried.newsletter_wording,
+    )
+    db.session.commit()
+    response = redirect(signed_in.next_url, 303)
+    flow.open_session(signed_in, response)
+    return response
+
+
+def _provider_or_404(name: str):
+    provider = social.providers().get(name)
+    if provider is None:
+        abort(404)
+    return provider
+
+
+SOCIAL_STATUS = {"cancelled": 200, "unavailable": 503, "unverified": 403, "no_email": 403}
+SOCIAL_STATUS |= {"invalid_email": 403, "blocked": 403}
+
+
+def _social_failed(provider, error: social.SocialSignInError, next_url: str | None):
+    """The page for a sign-in with a provider that did not happen, offering the mail."""
+    private_page()
+    current_app.logger.info(
+        "Sign-in with %s refused: %s %s", provider.name, error.reason, error.detail
+    )
+    status = SOCIAL_STATUS.get(error.reason, 400)
+    back = url_for("auth.login", next=safe_next(next_url)) if next_url else url_for("auth.login")
+    return render_template(
+        "auth/social_failed.html", provider=provider, reason=error.reason, back=back
+    ), status
 
 
 @bp.post("/logout")
