@@ -47,8 +47,11 @@ def content_security_policy() -> str:
             # to the article the reader came from) and to a sign-in provider (a social
             # button's redirect): a form's redirects count here too.
             " ".join(
-                ("form-action 'self'", *current_app.config["ALLOWED_ORIGINS"],
-                 *current_app.config.get("OIDC_FORM_ORIGINS", ()))
+                (
+                    "form-action 'self'",
+                    *current_app.config["ALLOWED_ORIGINS"],
+                    *current_app.config.get("OIDC_FORM_ORIGINS", ()),
+                )
             ),
             "base-uri 'none'",
             "object-src 'none'",

@@ -37,6 +37,7 @@ ERROR_CODES = [
     "rate_limited",
     "server_error",
     "unavailable",
+    "provider_unavailable",
     "account_gone",
     "not_signed_in",
     "invalid_api_key",
@@ -148,6 +149,51 @@ def _schemas() -> dict:
                     "maxLength": 200,
                     "description": "Leave empty: a field only bots fill in.",
                 },
+            },
+        },
+        "ProviderLoginRequest": {
+            "type": "object",
+            "properties": {
+                "next": {
+                    "type": "string",
+                    "maxLength": MAX_NEXT_LENGTH,
+                    "description": "Where the provider leads back: a path here, or an "
+                    "absolute URL on an allowed origin; anything else leads to /.",
+                },
+                "newsletters": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": [DAILY_NEWSLETTER]},
+                    "uniqueItems": True,
+                    "description": "Newsletters the reader ticked (consent).",
+                },
+            },
+        },
+        "ProviderStart": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {"url": {"type": "string"}},
+        },
+        "Providers": {
+            "type": "object",
+            "required": ["providers"],
+            "properties": {
+                "providers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "label", "brand", "icon"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "label": {"type": "string"},
+                            "brand": {
+                                "type": "string",
+                                "description": "Whose branding rules the button follows.",
+                                "enum": ["google", "microsoft", "apple", "generic"],
+                            },
+                            "icon": {"type": ["string", "null"]},
+                        },
+                    },
+                }
             },
         },
         "LinkSent": {
@@ -289,6 +335,35 @@ def _paths() -> dict:
                     "422": _error("`wrong_code` (with `tries_left`), `malformed_code`."),
                     "429": RATE_LIMITED,
                     "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/api/v1/providers": {
+            "get": {
+                "summary": "The sign-in providers (OpenID Connect) the wall offers, in order.",
+                "responses": {"200": _json("Their names, labels and branding.", "Providers")},
+            }
+        },
+        "/api/v1/login/with/{name}": {
+            "post": {
+                "summary": "Start a sign-in with a provider: where to send the browser.",
+                "description": "Sets the session cookie that holds the round trip's state; "
+                "send the browser (top level) to `url`. A signed-in browser gets `next`.",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 16},
+                    }
+                ],
+                "requestBody": _body("ProviderLoginRequest"),
+                "responses": {
+                    "200": _json("The provider's authorization URL.", "ProviderStart"),
+                    **CHANGING,
+                    "404": _error("`not_found`: no provider of this name."),
+                    "422": _error("`invalid_field`."),
+                    "503": _error("`provider_unavailable`: the provider does not answer."),
                 },
             }
         },

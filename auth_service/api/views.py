@@ -11,9 +11,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..articles import meter, store
-from ..auth import addresses, flow, link_request, signin
-from ..auth.browser import remembered_attempts, sign_out_this_browser
-from ..auth.forms import ADDRESS_ERRORS, FORMAT_HINT, REFUSALS
+from ..auth import addresses, flow, link_request, signin, social
+from ..auth.browser import remembered_attempts, safe_next, sign_out_this_browser
+from ..auth.forms import ADDRESS_ERRORS, FORMAT_HINT, NEWSLETTER_WORDING, REFUSALS
 from ..auth.limits import (
     per_address,
     per_address_and_network,
@@ -24,6 +24,7 @@ from ..auth.limits import (
 from ..entitlement import tokens
 from ..errors import json_error
 from ..extensions import db
+from ..mail.rendering import public_url_for
 from ..models import DAILY_NEWSLETTER, iso_utc
 from ..newsletter import subscriptions
 from ..security import private_page, reads_json
@@ -139,6 +140,56 @@ def login():
         db.session.commit()
         flow.remember_sent(response, asked.issued)
     return response
+
+
+@bp.get("/providers")
+def providers():
+    """The providers the wall shows a "Sign in with" button for, in order."""
+    return jsonify(
+        providers=[
+            {"name": item.name, "label": item.label, "brand": item.style, "icon": item.icon}
+            for item in social.providers().values()
+        ]
+    )
+
+
+@bp.post("/login/with/<name>")
+@reads_json
+def login_with(name: str):
+    """Start a sign-in with a provider: the URL to send the browser to.
+
+    The round trip's secrets go into this browser's session cookie, as for the button
+    of the HTML form; the provider sends the reader back to ``next``.
+    """
+    private_page()
+    provider = social.providers().get(name)
+    if provider is None:
+        raise ApiError(404, "not_found", _("There is no sign-in provider of this name."))
+    try:
+        wanted = link_request.of_request()  # its next and newsletters; no address
+    except link_request.NotAnObject:
+        raise not_an_object() from None
+    except link_request.InvalidField as error:
+        raise field_refused(error) from None
+    next_url = safe_next(wanted.next_url)
+    if current_user.is_authenticated:
+        return jsonify(url=next_url)
+    carried = social.Carried(
+        next_url=next_url,
+        newsletter_wording=(
+            str(NEWSLETTER_WORDING) if DAILY_NEWSLETTER in wanted.newsletters else None
+        ),
+    )
+    callback = public_url_for("auth.social_callback", name=provider.name)
+    try:
+        url = social.start(provider, callback, carried)
+    except social.SocialSignInError:
+        raise ApiError(
+            503,
+            "provider_unavailable",
+            _("%(provider)s is not answering", provider=provider.label),
+        ) from None
+    return jsonify(url=url)
 
 
 CODE_REFUSALS = {

@@ -27,9 +27,9 @@ from .browser import (
     sign_out_this_browser,
 )
 from .forms import (
+    NEWSLETTER_WORDING,
     REFUSALS,
     CodeForm,
-    NEWSLETTER_WORDING,
     ConfirmLinkForm,
     LoginForm,
     SocialSignInForm,

@@ -326,7 +326,9 @@ def test_the_button_needs_the_form_s_csrf_token(app, client):
 
 
 def test_an_unknown_provider_is_not_found(app, client):
-    assert_calm_page(client.post("/login/with/nobody", data={"csrf_token": csrf_token(client)}), 404)
+    assert_calm_page(
+        client.post("/login/with/nobody", data={"csrf_token": csrf_token(client)}), 404
+    )
     assert_calm_page(client.get("/login/with/nobody/callback?code=x&state=y"), 404)
 
 
@@ -376,15 +378,54 @@ def test_no_buttons_without_providers(app, client):
         ('["google"]', "JSON object"),
         ({"Google!": {}}, "short name"),
         ({"link": {}}, "short name"),
-        ({"g": {"issuer": "http://accounts.example.org", "client_id": "a", "client_secret": "b",
-                "label": "G"}}, "https"),
+        (
+            {
+                "g": {
+                    "issuer": "http://accounts.example.org",
+                    "client_id": "a",
+                    "client_secret": "b",
+                    "label": "G",
+                }
+            },
+            "https",
+        ),
         ({"g": {"issuer": "https://a.example", "client_secret": "b", "label": "G"}}, "client_id"),
-        ({"g": {"issuer": "https://a.example", "client_id": "a", "client_secret": "b",
-                "label": "G", "colour": "red"}}, "unknown settings"),
-        ({"g": {"issuer": "https://a.example", "client_id": "a", "client_secret": "b",
-                "label": "G", "scope": "profile"}}, "openid and email"),
-        ({"g": {"issuer": "https://a.example", "client_id": "a", "client_secret": "b",
-                "label": "G", "style": "neon"}}, "style"),
+        (
+            {
+                "g": {
+                    "issuer": "https://a.example",
+                    "client_id": "a",
+                    "client_secret": "b",
+                    "label": "G",
+                    "colour": "red",
+                }
+            },
+            "unknown settings",
+        ),
+        (
+            {
+                "g": {
+                    "issuer": "https://a.example",
+                    "client_id": "a",
+                    "client_secret": "b",
+                    "label": "G",
+                    "scope": "profile",
+                }
+            },
+            "openid and email",
+        ),
+        (
+            {
+                "g": {
+                    "issuer": "https://a.example",
+                    "client_id": "a",
+                    "client_secret": "b",
+                    "label": "G",
+                    "style": "neon",
+                }
+            },
+            "style",
+        ),
     ],
 )
 def test_a_wrong_provider_setting_stops_the_service_at_start(

@@ -11,6 +11,7 @@ fails on a CSP violation, a page error or a console error. Screenshots go to
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from support.news_site import (
     paragraphs,
     serve_example_site,
 )
+from support.oidc_provider import start_provider
 
 pytestmark = pytest.mark.browser
 # The shared browser fixture, imported so that pytest finds it in this module.
@@ -75,12 +77,18 @@ class Sites:
 
 
 @pytest.fixture
-def sites(database_url, tmp_path, request):
+def service_port() -> int:
+    """The service's port, chosen before it starts (a provider must know its callback)."""
+    return free_port()
+
+
+@pytest.fixture
+def sites(database_url, tmp_path, request, service_port):
     """The service at http://auth.news.test:<port> and the site at http://www.news.test:<port>.
 
     ``@pytest.mark.live_settings(KEY=value)`` adds settings of the service.
     """
-    service_port, site_port = free_port(), free_port()
+    site_port = free_port()
     service_url = f"http://auth.news.test:{service_port}"
     site_url = f"http://www.news.test:{site_port}"
     import_demo_articles(database_url)
@@ -553,3 +561,41 @@ def test_markup_named_current_script_cannot_point_the_wall_elsewhere(open_reader
     ask_for_link(page, "clobber@example.com")
     assert len(sites.service.mails_to("clobber@example.com")) == 1
     reader.assert_clean()
+
+
+@pytest.fixture
+def provider_for_the_wall(request, service_port, tmp_path):
+    """oidc-provider on 127.0.0.1, and the service's settings naming it (add it to a test's
+    arguments before ``sites``)."""
+    service_url = f"http://auth.news.test:{service_port}"
+    client = {"client_id": "news-site", "client_secret": "secret-of-the-wall-tests"}
+    provider = start_provider(
+        {
+            "clients": [{**client, "redirect_uris": [f"{service_url}/login/with/idp/callback"]}],
+            "accounts": {"alice": {"email": "alice@example.org", "email_verified": True}},
+        },
+        log_dir=tmp_path / "provider",
+    )
+    providers = {"idp": {"issuer": provider.issuer, "label": "Identité test", **client}}
+    request.node.add_marker(pytest.mark.live_settings(OIDC_PROVIDERS=json.dumps(providers)))
+    yield provider
+    provider.stop()
+
+
+def test_reader_signs_in_with_a_provider_from_the_wall_in_the_news_site_page(
+    provider_for_the_wall, open_reader, sites
+):
+    reader = open_reader()
+    page = reader.page
+    meet_the_wall(page, sites.article)
+    page.locator("#pw-newsletter").check()
+    button = page.get_by_role("button", name="Se connecter avec Identité test")
+    expect(page.get_by_role("group", name=re.compile("compte que vous avez déjà"))).to_be_visible()
+    button.click()  # click one: the whole page goes to the provider
+    page.locator("#login").fill("alice")
+    page.locator("#login-submit").click()  # click two: back on the news site's article
+    expect(page).to_have_url(sites.article)
+    assert_unlocked(page)
+    reader.assert_clean()
+    assert sites.service.scalar("SELECT count(*) FROM newsletter_consents") == 1
+    assert sites.service.scalar("SELECT method FROM sign_in_events") == "idp"

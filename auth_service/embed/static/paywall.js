@@ -38,6 +38,8 @@
       terms: (site) => `En continuant, vous acceptez les conditions d’utilisation du site${site ? " " + site : ""}. Nous utilisons votre adresse uniquement pour vous connecter et, si vous le demandez, pour vous envoyer la newsletter.`,
       submit: "S’inscrire ou se connecter",
       already: "Vous avez déjà un compte\u202f? Saisissez la même adresse\u00a0: nous vous enverrons un lien de connexion.",
+      socialTitle: "Ou connectez-vous avec un compte que vous avez déjà",
+      socialWith: (label) => `Se connecter avec ${label}`,
       spent: (n, days) => n === 1
         ? `Vous avez lu l’article gratuit offert tous les ${days} jours.`
         : `Vous avez lu les ${n} articles gratuits offerts tous les ${days} jours.`,
@@ -73,6 +75,8 @@
       terms: (site) => `By continuing you accept the terms of use of ${site || "this site"}. We use your address only to sign you in and, if you ask for it, to send you the newsletter.`,
       submit: "Sign up or sign in",
       already: "Already have an account? Enter the same address: we will send you a sign-in link.",
+      socialTitle: "Or sign in with an account you already have",
+      socialWith: (label) => `Sign in with ${label}`,
       spent: (n, days) => n === 1
         ? `You have read the free article you get every ${days} days.`
         : `You have read the ${n} free articles you get every ${days} days.`,
@@ -272,8 +276,12 @@
 
     /* --- The form: sign up or sign in ----------------------------------------------- */
 
-    showWall(article) {
+    async showWall(article) {
       this.meter = article.meter;
+      if (!this.providers) {
+        // The "Sign in with" buttons; without them (an error) the form is the whole wall.
+        this.providers = (await this.call("GET", "providers")).data?.providers || [];
+      }
       this.showForm();
       this.emit("wall-shown", { meter: article.meter });
     }
@@ -307,10 +315,40 @@
         h("div", { class: "paywall__check" }, box, h("label", { for: "pw-newsletter" }, t.newsletter)),
         h("p", { class: "paywall__small" }, t.terms(this.element.dataset.siteName)),
         h("button", { type: "submit", class: "paywall__button" }, t.submit),
-        h("p", { class: "paywall__small" }, t.already));
+        h("p", { class: "paywall__small" }, t.already),
+        this.socialButtons(remember));
       const section = h("section", { class: "paywall__wall", "aria-labelledby": "pw-title" },
         title, !this.inserted && h("p", null, t.lead), meter, form);
       this.render(section, { alert, focus: problem || (focus === "email" ? email : null) });
+    }
+
+    /* One button a provider, each submitting the box's choice to the service, which
+       sends the whole page on to the provider and, once signed in, back here. */
+    socialButtons(remember) {
+      if (!this.providers || !this.providers.length) return null;
+      return h("div", { class: "paywall__social", role: "group", "aria-labelledby": "pw-social" },
+        h("p", { class: "paywall__small", id: "pw-social" }, this.t.socialTitle),
+        ...this.providers.map((provider) => h("button", {
+          type: "button",
+          class: "paywall__button paywall__provider paywall__provider--" + provider.brand,
+          onclick: () => { remember(); this.signInWith(provider.name); },
+        }, provider.icon && h("img", { src: provider.icon, alt: "", width: 20, height: 20 }),
+        this.t.socialWith(provider.label))));
+    }
+
+    async signInWith(name) {
+      if (this.busy) return;
+      this.busy = true;
+      const body = { next: this.next() };
+      if (this.newsletter) body.newsletters = ["daily"];
+      const answer = await this.call("POST", "login/with/" + encodeURIComponent(name), body);
+      this.busy = false;
+      if (answer.error) {
+        this.report(answer);
+        return this.showForm({ alert: answer.error.message });
+      }
+      this.emit("provider-chosen", { provider: name });
+      location.assign(answer.data.url);
     }
 
     /* Ask for a link for this.address: "check your email", or the form with its error. */
