@@ -75,6 +75,7 @@ def test_the_button_signs_a_new_reader_in_and_leads_back_to_the_article(app, cli
     assert reader.email == DEFAULT_EMAIL
     (event,) = rows(SignInEvent)
     assert event.method == "scripted"
+    assert "Scripted ID" in text_of(client.get("/account"))  # in the recent sign-ins
 
 
 def test_the_authorization_request_carries_pkce_state_and_nonce(app, client, provider):
