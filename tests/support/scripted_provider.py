@@ -62,6 +62,7 @@ class ScriptedProvider:
         self.grants: dict[str, Grant] = {}
         self.requests: list[dict] = []
         self.token_requests = 0
+        self._spending = threading.Lock()  # a code is spent once, even by parallel requests
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.issuer = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -121,10 +122,11 @@ class ScriptedProvider:
             client_id, _, secret = decoded.partition(":")
         if client_id != CLIENT_ID or secret != CLIENT_SECRET:
             return 401, {"error": "invalid_client"}
-        grant = self.grants.get(form.get("code", ""))
-        if grant is None or grant.used or grant.redirect_uri != form.get("redirect_uri"):
-            return 400, {"error": "invalid_grant"}
-        grant.used = True
+        with self._spending:
+            grant = self.grants.get(form.get("code", ""))
+            if grant is None or grant.used or grant.redirect_uri != form.get("redirect_uri"):
+                return 400, {"error": "invalid_grant"}
+            grant.used = True
         verifier = form.get("code_verifier", "")
         digest = hashlib.sha256(verifier.encode()).digest()
         if grant.method != "S256" or _b64(digest) != grant.challenge:
