@@ -115,7 +115,7 @@ def open_page(chromium):
     contexts = []
 
     def open_one(**options) -> Page:
-        context = chromium.new_context(locale="fr-FR", **options)
+        context = chromium.new_context(**{"locale": "fr-FR", **options})
         contexts.append(context)
         return context.new_page()
 
@@ -211,3 +211,22 @@ def test_the_buttons_are_announced_with_their_words(open_page, live_server):
     page.goto(live_server + "/login")
     group = page.get_by_role("group", name=re.compile("compte que vous avez déjà"))
     expect(group.get_by_role("button")).to_have_count(2)
+
+
+AXE = Path(__file__).resolve().parents[1] / "node" / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+@pytest.mark.parametrize("locale", ["fr-FR", "en-GB"])
+@pytest.mark.parametrize("path", ["/login", ARTICLE_PATH])
+def test_axe_finds_nothing_on_the_pages_with_buttons(open_page, live_server, locale, path):
+    page = open_page(locale=locale, bypass_csp=True)  # to load axe itself into the page
+    page.goto(live_server + path)
+    expect(page.locator(".social-button")).to_have_count(2)
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        "(tags) => axe.run({runOnly: {type: 'tag', values: tags}}).then((r) =>"
+        " r.violations.map((v) => v.id + ': ' + v.nodes.map((n) => n.target).join(' ')))",
+        WCAG_AA,
+    )
+    assert found == []
