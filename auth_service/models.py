@@ -1,9 +1,10 @@
 """The tables: readers and their sessions, sign-in attempts and events, newsletters with
-their consents, suppressions and editions, articles, the mail outbox, rate-limit counters.
+their consents, suppressions and editions, articles and their comments, the mail outbox,
+rate-limit counters.
 
 Models know nothing of the app or of HTTP; the rules that use them live in the feature
 packages: ``auth`` (sign-in, sessions), ``account``, ``articles``, ``newsletter`` and
-``mail`` (the outbox), and the counters in ``limit_storage``.
+``mail`` (the outbox), ``comments``, and the counters in ``limit_storage``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from sqlalchemy.sql.expression import false
 
 from .extensions import db
 
+# What readers see of a comment: everyone, only its author (more links than allowed:
+# staff approve it first), or nobody but staff (hidden by staff).
+COMMENT_VISIBLE = "visible"
+COMMENT_HELD = "held"
+COMMENT_HIDDEN = "hidden"
 # The newsletter every reader is offered on the wall; it exists from the first migration.
 DAILY_NEWSLETTER = "daily"
 # What an outbox message is: a sign-in mail (its link and code are secrets) or a copy
@@ -93,6 +99,11 @@ class Reader(UserMixin, db.Model):
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Newsroom staff may preview editions in the browser.
     is_staff: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The name shown on the reader's comments, chosen at their first one (never the
+    # address); ``display_name_key`` is its folded form, unique, so that two readers
+    # cannot go by names that differ only in capitals or spacing.
+    display_name: Mapped[str | None] = mapped_column(String(40))
+    display_name_key: Mapped[str | None] = mapped_column(String(160), unique=True, index=True)
 
     consents: Mapped[list[NewsletterConsent]] = relationship(
         back_populates="reader", cascade="all, delete-orphan", passive_deletes=True
@@ -106,6 +117,11 @@ class Reader(UserMixin, db.Model):
 
     sessions: Mapped[list[ReaderSession]] = relationship(
         back_populates="reader", cascade="all, delete-orphan", passive_deletes=True
+    )
+    # Deleting a reader goes through ``account.personal_data``, which deletes their
+    # comments or leaves a tombstone without author; nothing cascades from here.
+    comments: Mapped[list[Comment]] = relationship(
+        back_populates="author", passive_deletes=True, order_by="Comment.created_at"
     )
 
     # The key of the session this reader was loaded through (set by ``sessions``),
@@ -439,3 +455,59 @@ class WebhookEvent(db.Model):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Comment(db.Model):
+    """A reader's comment on an article, or a reply to one (one level deep).
+
+    The body is plain text as the reader wrote it (normalised); it is escaped and its
+    links made clickable when shown (``comments.text``). A deleted comment that others
+    replied to stays as a tombstone: no author, no body, ``deleted_at`` set, so that the
+    replies keep their place.
+    """
+
+    __tablename__ = "comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # What URLs and anchors carry: the sequential id says how many comments there are.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    # None only on a tombstone.
+    reader_id: Mapped[int | None] = mapped_column(
+        ForeignKey("readers.id", ondelete="SET NULL"), index=True
+    )
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("comments.id", ondelete="CASCADE"), index=True
+    )
+    body: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=COMMENT_VISIBLE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    author: Mapped[Reader | None] = relationship(back_populates="comments")
+    article: Mapped[Article] = relationship()
+    parent: Mapped[Comment | None] = relationship(remote_side=[id])
+
+    __table_args__ = (
+        # The article page: one article's threads (or one thread's replies) by status,
+        # in order of posting.
+        Index("ix_comments_listing", "article_id", "parent_id", "status", "created_at"),
+    )
+
+
+class CommentReport(db.Model):
+    """One reader's report of one comment, for the moderation page."""
+
+    __tablename__ = "comment_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[int] = mapped_column(
+        ForeignKey("comments.id", ondelete="CASCADE"), index=True
+    )
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"), index=True)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("comment_id", "reader_id", name="uq_comment_reports_comment_reader"),
+    )

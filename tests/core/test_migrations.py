@@ -100,3 +100,56 @@ def test_upgrading_keeps_every_consent_and_sign_in_and_gives_each_reader_a_publi
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM newsletter_consents")).scalar() == 3
     engine.dispose()
+
+
+BEFORE_COMMENTS = "0008_webhook_events"
+
+
+def test_comments_come_and_go_without_touching_readers(empty_database, tmp_path):
+    _migrate(empty_database, tmp_path, BEFORE_COMMENTS)
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO readers (id, email, public_id, locale, created_at, is_staff) "
+                "VALUES (1, 'a@example.com', 'pub-a', 'fr', '2026-01-01', false)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO sign_in_events (reader_id, at, method, user_agent, network) "
+                "VALUES (1, '2026-01-01', 'link', 'ua', '')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO articles (id, slug, title, kicker, standfirst, body_html, "
+                "opening_html, image_url, image_caption, image_credit, image_alt, tags, "
+                "access, published_at, updated_at) VALUES (1, 'a', 'A', '', '', '', '', "
+                "'', '', '', '', '[]', 'public', '2026-01-01', '2026-01-01')"
+            )
+        )
+    engine.dispose()
+
+    _migrate(empty_database, tmp_path, "head")
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE readers SET display_name = 'Al', display_name_key = 'al' WHERE id = 1")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO comments (public_id, article_id, reader_id, body, status, "
+                "created_at) VALUES ('c1', 1, 1, 'Bonjour', 'visible', '2026-01-02')"
+            )
+        )
+    engine.dispose()
+
+    _migrate(empty_database, tmp_path, BEFORE_COMMENTS, down=True)
+    engine = create_engine(empty_database)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT email FROM readers")).scalars().all() == [
+            "a@example.com"
+        ]
+        assert connection.execute(text("SELECT count(*) FROM sign_in_events")).scalar() == 1
+    engine.dispose()

@@ -23,6 +23,8 @@ DATA_TABLES = [
     "article_changes",
     "api_keys",
     "webhook_events",
+    "comments",
+    "comment_reports",
 ]
 
 
