@@ -57,7 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
 
-    from . import account, api, articles, auth, embed, entitlement, health, newsletter
+    from . import account, api, articles, auth, comments, embed, entitlement, health, newsletter
     from .mail import dev_mailbox, outbox
 
     outbox.init_app(app)  # listeners: wake the mail worker after a commit that queued mail
@@ -70,6 +70,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(account.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(newsletter.bp)
+    comments.init_app(app)  # comments under articles, the moderators' page
     if app.config["DEV_MODE"]:
         app.register_blueprint(dev_mailbox.bp)
 

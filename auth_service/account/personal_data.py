@@ -6,6 +6,7 @@ from sqlalchemy import delete, select
 
 from ..auth import sessions, signin
 from ..auth.addresses import transport_address
+from ..comments import discussion
 from ..extensions import db
 from ..models import (
     LoginAttempt,
@@ -40,6 +41,7 @@ def export(reader: Reader) -> dict:
         "created_at": iso_utc(reader.created_at),
         "last_sign_in_at": iso_utc(reader.last_sign_in_at),
         "language": reader.locale,
+        "display_name": reader.display_name,
         "newsletter_consents": [
             {
                 "newsletter": consent.newsletter.slug,
@@ -68,6 +70,7 @@ def export(reader: Reader) -> dict:
             }
             for device in sessions.live_sessions(reader)
         ],
+        "comments": discussion.export_of(reader),
     }
 
 
@@ -81,9 +84,12 @@ def _mail_problem(found: Suppression | None) -> dict | None:
 def delete_reader(reader: Reader) -> None:
     """Delete ``reader`` and everything kept about their address (the caller commits).
 
-    Every row that hangs from the reader (consents, sign-ins, sessions) is deleted here,
-    in the lock order of sign-in; ``ON DELETE CASCADE`` on those tables is only a second
-    guard. Sign-in attempts, a recorded bounce and mail still in the outbox name the
+    Every row that hangs from the reader (consents, sign-ins, sessions, comments and
+    reports) is deleted here, in the lock order of sign-in; ``ON DELETE CASCADE`` on
+    those tables (SET NULL on comments) is only a second guard. A comment others replied
+    to stays as a tombstone with no author and no text
+    (``comments.discussion.forget_author``).
+    Sign-in attempts, a recorded bounce and mail still in the outbox name the
     address rather than the reader, so they go too.
     """
     address = reader.email
@@ -101,6 +107,7 @@ def delete_reader(reader: Reader) -> None:
     db.session.execute(delete(NewsletterConsent).where(NewsletterConsent.reader_id == reader.id))
     db.session.execute(delete(SignInEvent).where(SignInEvent.reader_id == reader.id))
     db.session.execute(delete(ReaderSession).where(ReaderSession.reader_id == reader.id))
+    discussion.forget_author(reader)
     webhooks.reader_deleted(reader)  # the publisher's CRM forgets them too
     db.session.delete(reader)
 

@@ -37,6 +37,7 @@ COMMITTING = {
     "auth_service/auth/views.py",
     "auth_service/account/views.py",
     "auth_service/newsletter/views.py",
+    "auth_service/comments/views.py",
     "auth_service/api/views.py",
     "auth_service/api/publisher.py",  # the publisher's article routes
     "auth_service/publisher/api_keys_cli.py",  # a command
