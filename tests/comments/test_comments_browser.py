@@ -10,20 +10,16 @@ checks the article page with comments, in French and in English; the page must f
 from __future__ import annotations
 
 import re
-import threading
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 from support.articles import ARTICLES
 from support.chromium import chromium, snap
+from support.in_process import app_at, served
 from support.network import free_port
-from support.settings import REPOSITORY, SECRET
+from support.settings import REPOSITORY
 from support.web import Visitor, session_cookie
-from werkzeug.serving import make_server
 
-from auth_service import create_app
-from auth_service.articles.store import import_articles
 from auth_service.comments import discussion
 from auth_service.extensions import db
 from auth_service.models import Article, Comment, Reader
@@ -48,34 +44,15 @@ def live_port() -> int:
 @pytest.fixture
 def app(database_url, live_port, tmp_path):
     """The app of conftest, public at the live server's address, with the test articles."""
-    application = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": SECRET,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "PUBLIC_URL": f"http://127.0.0.1:{live_port}",
-            "RATELIMIT_ENABLED": False,
-        }
-    )
-    application.instance_path = str(tmp_path / "instance")
-    Path(application.instance_path).mkdir(exist_ok=True)
-    with application.app_context():
-        import_articles(ARTICLES)
+    with app_at(database_url, live_port, tmp_path, ARTICLES) as application:
         yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
 def live_server(app, live_port):
     """The service on a real threaded HTTP server; its base URL."""
-    server = make_server("127.0.0.1", live_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{live_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-    server.server_close()
+    with served(app, live_port) as url:
+        yield url
 
 
 @pytest.fixture

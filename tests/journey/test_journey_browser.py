@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 from support.chromium import PHONE, chromium, snap
+from support.in_process import app_at, served
 from support.network import free_port
-from support.settings import SECRET
-from werkzeug.serving import make_server
 
-from auth_service import create_app
-from auth_service.articles.store import import_articles, sanitise
+from auth_service.articles.store import sanitise
 from auth_service.cli import demo_articles
 from auth_service.extensions import db
 from auth_service.mail.worker import Worker
@@ -76,24 +72,9 @@ def app(database_url, smtp_server, live_port, tmp_path):
     Overrides conftest's ``app``: its PUBLIC_URL is fixed, and the links in the mail must
     lead this browser back to the port the live server listens on.
     """
-    application = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": SECRET,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "PUBLIC_URL": f"http://127.0.0.1:{live_port}",
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": smtp_server.port,
-            "RATELIMIT_ENABLED": False,
-        }
-    )
-    application.instance_path = str(tmp_path / "instance")
-    Path(application.instance_path).mkdir(exist_ok=True)
-    with application.app_context():
-        import_articles(demo_articles())
+    mail = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server.port}
+    with app_at(database_url, live_port, tmp_path, demo_articles(), **mail) as application:
         yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
@@ -109,13 +90,8 @@ def mail_worker(app):
 @pytest.fixture
 def live_server(app, mail_worker, live_port):
     """The service on a real threaded HTTP server at 127.0.0.1:<live_port>."""
-    server = make_server("127.0.0.1", live_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    yield LiveServer(f"http://127.0.0.1:{live_port}")
-    server.shutdown()
-    thread.join(timeout=10)
-    server.server_close()
+    with served(app, live_port) as url:
+        yield LiveServer(url)
 
 
 @pytest.fixture

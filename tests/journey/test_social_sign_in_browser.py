@@ -10,20 +10,16 @@ back. Nothing is mocked.
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from support.chromium import chromium, snap
+from support.in_process import app_at, served
 from support.network import free_port
 from support.oidc_provider import start_provider
-from support.settings import SECRET
-from werkzeug.serving import make_server
 
-from auth_service import create_app
-from auth_service.articles.store import import_articles
 from auth_service.cli import demo_articles
 from auth_service.extensions import db
 from auth_service.models import NewsletterConsent, Reader, SignInEvent
@@ -72,42 +68,25 @@ def provider(live_port, tmp_path):
 def app(database_url, provider, live_port, tmp_path):
     """The service, public at the live server's address, with both providers."""
     client = {"client_id": "news-site", "client_secret": "a-client-secret-of-the-tests"}
-    application = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": SECRET,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "PUBLIC_URL": f"http://127.0.0.1:{live_port}",
-            "RATELIMIT_ENABLED": False,
-            "OIDC_PROVIDERS": {
-                "idp": {"issuer": provider.issuer, "label": "Identité test", **client},
-                "idppost": {
-                    "issuer": provider.issuer,
-                    "label": "Identité POST",
-                    "response_mode": "form_post",
-                    **client,
-                },
-            },
-        }
-    )
-    application.instance_path = str(tmp_path / "instance")
-    Path(application.instance_path).mkdir(exist_ok=True)
-    with application.app_context():
-        import_articles(demo_articles())
+    providers = {
+        "idp": {"issuer": provider.issuer, "label": "Identité test", **client},
+        "idppost": {
+            "issuer": provider.issuer,
+            "label": "Identité POST",
+            "response_mode": "form_post",
+            **client,
+        },
+    }
+    with app_at(
+        database_url, live_port, tmp_path, demo_articles(), OIDC_PROVIDERS=providers
+    ) as application:
         yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
 def live_server(app, live_port):
-    server = make_server("127.0.0.1", live_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{live_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-    server.server_close()
+    with served(app, live_port) as url:
+        yield url
 
 
 @pytest.fixture
