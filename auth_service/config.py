@@ -117,7 +117,7 @@ class Config:
     LOGIN_LIMIT_RESENDS_PER_CHAIN = "5 per day"
     LOGIN_LIMIT_PER_IP = "30 per 5 minutes"
     CHECK_LIMIT_PER_IP = "30 per 5 minutes"  # link and code checks together
-    # New comments and replies per reader (whatever their network); only posted ones count.
+    # Comments and replies a reader may send (whatever their network); refused ones count.
     COMMENT_LIMIT_PER_READER = "5 per minute;50 per day"
     # Sign-in mails the whole service may queue in an hour; 0 turns the ceiling off.
     MAIL_HOURLY_CEILING = 10_000

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -81,6 +82,10 @@ def find_parent(article: Article, public_id: str) -> Comment:
     """The comment of ``article`` a reply answers, or :class:`Refused`: it must be a
     comment (not a reply) that readers can see."""
     parent = find(public_id)
+    # Locked until the reply is committed, so that the parent's deletion, which checks
+    # for replies first, waits for it (see _remove).
+    if parent is not None and not _lock(parent):
+        parent = None
     if parent is None or parent.article_id != article.id or not is_shown(parent):
         raise Refused("no_parent")
     if parent.parent_id is not None:
@@ -177,8 +182,26 @@ def remove(comment: Comment, reader: Reader, *, now: datetime | None = None) -> 
     _remove(comment, now or utcnow())
 
 
+def _lock(comment: Comment) -> bool:
+    """Lock ``comment``'s row for the transaction and read it again (PostgreSQL; SQLite
+    serialises writers anyway); ``False`` when it was deleted meanwhile."""
+    found = db.session.execute(
+        select(Comment.id).where(Comment.id == comment.id).with_for_update()
+    ).first()
+    if found is None:
+        return False
+    db.session.refresh(comment)
+    return True
+
+
 def _remove(comment: Comment, now: datetime) -> None:
-    """Delete ``comment``, or leave a tombstone if others replied to it."""
+    """Delete ``comment``, or leave a tombstone if others replied to it.
+
+    The row is locked first: a reply being posted to it locks it too, so the check for
+    replies cannot miss one committed in between (the delete would cascade to it).
+    """
+    if not _lock(comment):
+        return  # deleted meanwhile
     db.session.execute(delete(CommentReport).where(CommentReport.comment_id == comment.id))
     if comment.parent_id is None and _has_replies(comment.id):
         comment.body = ""
@@ -227,9 +250,15 @@ def report(comment: Comment, reader: Reader, *, now: datetime | None = None) -> 
     )
     if already is not None:
         return False
-    db.session.add(
-        CommentReport(comment_id=comment.id, reader_id=reader.id, reported_at=now or utcnow())
-    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(
+                CommentReport(
+                    comment_id=comment.id, reader_id=reader.id, reported_at=now or utcnow()
+                )
+            )
+    except IntegrityError:  # the same report, sent twice at once (a double click)
+        return False
     return True
 
 
@@ -267,6 +296,13 @@ def forget_author(reader: Reader, *, now: datetime | None = None) -> None:
     the others' replies stay. Tombstones left with no reply go too.
     """
     now = now or utcnow()
+    # Their comments are locked first, as _remove locks one: a reply being posted to one
+    # of them is either committed before (the comment stays as a tombstone) or refused.
+    db.session.execute(
+        select(Comment.id)
+        .where(Comment.reader_id == reader.id, Comment.parent_id.is_(None))
+        .with_for_update()
+    ).all()
     answered = list(
         db.session.scalars(
             select(Comment.parent_id)

@@ -23,6 +23,9 @@ SPACES = re.compile(r"\s+")
 REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 
 
+MAX_KEY_LENGTH = 160  # readers.display_name_key
+
+
 class NameRefused(ValueError):
     """A display name that cannot be used; ``reason`` says why (a key of the form's
     messages): ``length``, ``characters``, ``letters``, ``address`` or ``taken``."""
@@ -51,7 +54,9 @@ def check(typed: str, *, reader: Reader | None = None) -> str:
     name = normalise(typed)
     if any(unicodedata.category(char) in REFUSED_CATEGORIES for char in name):
         raise NameRefused("characters")
-    if not MIN_LENGTH <= len(name) <= MAX_LENGTH:
+    # The folded key can be much longer than the name ("ﷺ" folds to 18 characters);
+    # it must fit its column too.
+    if not MIN_LENGTH <= len(name) <= MAX_LENGTH or len(key_of(name)) > MAX_KEY_LENGTH:
         raise NameRefused("length")
     # "@" and its full-width and small forms: a name must not look like an address.
     if "@" in unicodedata.normalize("NFKC", name):

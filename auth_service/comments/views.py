@@ -38,13 +38,13 @@ def _reader_key() -> str:
     return f"reader:{current_user.public_id}"
 
 
-# New comments and replies of one reader; only those posted count (a refused form, kept
-# on the page with what was typed, costs nothing).
+# New comments and replies of one reader. Every try counts, a refused form too: counted
+# before the view runs, in one atomic step of the limits' storage, so that parallel
+# posts cannot all pass a check made before any of them is counted.
 per_reader = limiter.shared_limit(
     lambda: current_app.config["COMMENT_LIMIT_PER_READER"],
     key_func=_reader_key,
     exempt_when=lambda: not current_user.is_authenticated,
-    deduct_when=lambda response: response.status_code == 303 and current_user.is_authenticated,
     scope="comments-per-reader",
 )
 
@@ -137,9 +137,12 @@ def post(slug: str):
     except discussion.Refused as refused:
         db.session.rollback()
         return _refused(article, form, parent, refused.field, refused.reason)
-    except IntegrityError:  # another reader took the same name a moment before
+    except IntegrityError as error:
         db.session.rollback()
-        return _refused(article, form, parent, "display_name", "taken")
+        if "display_name" in str(error.orig):  # another reader took the name just before
+            return _refused(article, form, parent, "display_name", "taken")
+        # The comment answered was deleted in the same instant.
+        return _refused(article, form, None, "body", "no_parent")
     return redirect(_at_comment(comment), 303)
 
 

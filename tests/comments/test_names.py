@@ -58,3 +58,14 @@ def test_a_name_is_unique_whatever_its_capitals_spacing_or_width(app):
         assert refused.value.reason == "taken"
     assert second.display_name is None
     assert names.check("Marie Curie", reader=first) == "Marie Curie"  # one's own name
+
+
+def test_a_short_name_whose_folded_key_would_not_fit_is_refused_not_a_500(app):
+    # U+FDFA is one letter that folding turns into 15 (spaces dropped from its 18).
+    with pytest.raises(names.NameRefused) as refused:
+        names.check("\ufdfa" * 11)
+    assert refused.value.reason == "length"
+    reader = _reader("long@example.org")
+    names.choose(reader, "\ufdfa" * 8)  # 120 folded characters: fits, and is stored
+    db.session.commit()
+    assert len(reader.display_name_key) == 120
