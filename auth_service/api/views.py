@@ -154,6 +154,7 @@ def providers():
 
 
 @bp.post("/login/with/<name>")
+@per_ip_posts
 @reads_json
 def login_with(name: str):
     """Start a sign-in with a provider: the URL to send the browser to.

@@ -35,6 +35,8 @@ ROUND_TRIP_SECONDS = 15 * 60
 # Fields a callback may carry; anything else is ignored.
 CALLBACK_FIELDS = ("code", "state", "error", "error_description")
 CARRIED = "_oidc_carried"
+# Round trips of one provider a session holds at once (tabs where a button was pressed).
+KEPT_ROUND_TRIPS = 3
 
 
 class SocialSignInError(Exception):
@@ -99,9 +101,11 @@ def providers() -> dict[str, oidc.Provider]:
 def _client(provider: oidc.Provider):
     """Authlib's client for ``provider``, its metadata loaded (once per process)."""
     client = current_app.extensions["auth_service.oidc"].create_client(provider.name)
+    client.framework.expires_in = ROUND_TRIP_SECONDS  # Authlib's own part of the state
     try:
         metadata = client.load_server_metadata()
-    except (requests.RequestException, ValueError) as error:
+    except (requests.RequestException, ValueError, TypeError) as error:
+        # TypeError: a discovery document that is JSON but not an object.
         raise SocialSignInError("unavailable", detail=repr(error)) from None
     endpoint = metadata.get("authorization_endpoint")
     if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
@@ -126,9 +130,19 @@ def start(provider: oidc.Provider, redirect_uri: str, carried: Carried) -> str:
         authorization = client.create_authorization_url(redirect_uri)
     except (requests.RequestException, RuntimeError) as error:
         raise SocialSignInError("unavailable", detail=repr(error)) from None
-    client.save_authorize_data(redirect_uri=redirect_uri, **authorization)
-    # Authlib keeps its part under the state; ours sits beside it, under the same state.
+    _forget_all_but_the_newest(provider)
+    # Authlib keeps its part under the state (not the URL: the cookie has 4 KB for all);
+    # ours sits beside it, under the same state.
     state = authorization["state"]
+    client.framework.set_state_data(
+        session,
+        state,
+        {
+            "redirect_uri": redirect_uri,
+            "nonce": authorization["nonce"],
+            "code_verifier": authorization["code_verifier"],
+        },
+    )
     mine = {key: value for key, value in session.get(CARRIED, {}).items() if _fresh(value)}
     mine[state] = {
         "next": carried.next_url,
@@ -137,6 +151,20 @@ def start(provider: oidc.Provider, redirect_uri: str, carried: Carried) -> str:
     }
     session[CARRIED] = mine
     return authorization["url"]
+
+
+def _forget_all_but_the_newest(provider: oidc.Provider) -> None:
+    """Keep the newest round trips only (each in a tab the reader may still finish):
+    every button press adds one to the session cookie, which browsers cap at 4 KB."""
+    prefix = f"_state_{provider.name}_"
+    started = sorted(
+        (value.get("exp", 0), key)
+        for key, value in session.items()
+        if key.startswith(prefix) and isinstance(value, dict)
+    )
+    for _exp, key in started[: max(0, len(started) - (KEPT_ROUND_TRIPS - 1))]:
+        session.pop(key, None)
+        session.get(CARRIED, {}).pop(key[len(prefix) :], None)
 
 
 def _fresh(entry) -> bool:
@@ -186,7 +214,14 @@ def _checked_address(provider: oidc.Provider, answer: dict, carried: Carried | N
     except OAuthError as error:  # the token endpoint refused, or the state was unknown
         reason = "expired" if error.error == "mismatching_state" else "provider_error"
         raise SocialSignInError(reason, detail=str(error.error)[:64]) from None
-    except (JoseError, requests.RequestException, ValueError, KeyError, TypeError) as error:
+    except (
+        JoseError,
+        requests.RequestException,
+        ValueError,
+        KeyError,
+        TypeError,
+        RuntimeError,  # Authlib: metadata without jwks_uri
+    ) as error:
         raise SocialSignInError("invalid", detail=repr(error)[:200]) from None
     claims = token.get("userinfo")
     if not claims:  # no ID token came back

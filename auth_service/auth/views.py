@@ -203,6 +203,7 @@ def confirm():
 
 
 @bp.post("/login/with/<name>")
+@per_ip_posts
 def social_start(name: str):
     """A provider's button: off to the provider, with what the reader chose on the wall."""
     provider = _provider_or_404(name)

@@ -250,6 +250,37 @@ def test_a_provider_error_is_a_clear_page(app, client, provider, error):
     assert "<script>" not in answer.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("discovery", [["not", "an", "object"], "text", 42])
+def test_a_discovery_document_that_is_not_an_object_is_a_clear_page(
+    app, client, provider, discovery
+):
+    provider.script.discovery = discovery
+    assert_calm_page(start(in_english(client)), 503)
+
+
+def test_a_discovery_document_without_keys_or_endpoint_is_a_clear_page(app, client, provider):
+    provider.script.metadata = {"jwks_uri": None}
+    assert_calm_page(round_trip(client), 400)
+    assert rows(Reader) == []
+
+
+def test_a_discovery_document_without_an_authorization_endpoint_is_a_clear_page(
+    app, client, provider
+):
+    provider.script.metadata = {"authorization_endpoint": None}
+    assert_calm_page(start(client), 503)
+
+
+def test_many_button_presses_keep_the_session_cookie_small_and_the_newest_working(
+    app, client, provider
+):
+    for _ in range(30):
+        started = start(client)
+    cookie = client.get_cookie("auth_session")
+    assert cookie is not None and len(cookie.value) < 3000
+    assert client.get(path_of(at_provider(started.location))).status_code == 303
+
+
 def test_a_token_endpoint_that_refuses_is_a_clear_page(app, client, provider):
     provider.script.token_error = "invalid_grant"
     assert_calm_page(round_trip(client), 400)

@@ -39,6 +39,8 @@ class Script:
     token_error: str | None = None  # the token endpoint refuses with this error
     without_id_token: bool = False
     auth_methods: list[str] = field(default_factory=lambda: ["client_secret_basic"])
+    metadata: dict = field(default_factory=dict)  # merged into discovery; None deletes
+    discovery: object = None  # when set, the whole discovery answer instead
 
 
 @dataclass
@@ -84,8 +86,10 @@ class ScriptedProvider:
 
     # --- what it answers ------------------------------------------------------------
 
-    def metadata(self) -> dict:
-        return {
+    def metadata(self) -> object:
+        if self.script.discovery is not None:
+            return self.script.discovery
+        answer = {
             "issuer": self.issuer,
             "authorization_endpoint": f"{self.issuer}/authorize",
             "token_endpoint": f"{self.issuer}/token",
@@ -96,6 +100,8 @@ class ScriptedProvider:
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": self.script.auth_methods,
         }
+        answer.update(self.script.metadata)
+        return {key: value for key, value in answer.items() if value is not None}
 
     def authorize(self, query: dict) -> str:
         """Where the browser goes from the authorization endpoint: the callback."""
@@ -162,8 +168,8 @@ class ScriptedProvider:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _send(self, status: int, body: dict | None = None, location: str = ""):
-                data = json.dumps(body or {}).encode()
+            def _send(self, status: int, body: object = None, location: str = ""):
+                data = json.dumps({} if body is None else body).encode()
                 self.send_response(status)
                 if location:
                     self.send_header("Location", location)
