@@ -71,6 +71,7 @@ def export(reader: Reader) -> dict:
             for device in sessions.live_sessions(reader)
         ],
         "comments": discussion.export_of(reader),
+        "comment_reports": discussion.reports_of(reader),
     }
 
 

@@ -148,6 +148,8 @@ def issuer_matches(expected: str, claims: dict) -> bool:
     the reader's tenant, which the token's ``tid`` claim must repeat.
     """
     issued_by = claims.get("iss")
+    if expected == "https://accounts.google.com" and issued_by == "accounts.google.com":
+        return True  # Google documents both forms of its issuer
     if TENANT_PLACEHOLDER not in expected:
         return issued_by == expected
     tenant = claims.get("tid")

@@ -288,6 +288,21 @@ def export_of(reader: Reader) -> list[dict]:
     ]
 
 
+def reports_of(reader: Reader) -> list[dict]:
+    """The comments ``reader`` reported to the moderators, for their data export."""
+    rows = db.session.execute(
+        select(CommentReport.reported_at, Comment.public_id, Article.slug)
+        .join(Comment, Comment.id == CommentReport.comment_id)
+        .join(Article, Article.id == Comment.article_id)
+        .where(CommentReport.reader_id == reader.id)
+        .order_by(CommentReport.reported_at, CommentReport.id)
+    ).all()
+    return [
+        {"article": slug, "comment": public_id, "reported_at": iso_utc(reported_at)}
+        for reported_at, public_id, slug in rows
+    ]
+
+
 def forget_author(reader: Reader, *, now: datetime | None = None) -> None:
     """Remove every trace of ``reader`` from the comments (account deletion).
 

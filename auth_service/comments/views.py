@@ -178,7 +178,11 @@ def edit(public_id: str):
         discussion.edit(comment, reader, form.body.data or "")
     except discussion.NotAllowed as refusal:
         db.session.rollback()
-        raise CommentRefusal(refusal.reason) from None
+        if request.method == "GET" or refusal.reason == "not_author":
+            raise CommentRefusal(refusal.reason) from None
+        # Too late (or hidden meanwhile): the page again, with what was typed, to copy.
+        form.body.errors = [str(NOT_ALLOWED[refusal.reason][1])]
+        return render_template("comments/edit.html", comment=comment, form=form), 403
     except discussion.Refused as refused:
         db.session.rollback()
         form.body.errors = [str(REFUSALS[refused.reason])]
@@ -187,9 +191,21 @@ def edit(public_id: str):
     return redirect(_at_comment(comment), 303)
 
 
+@bp.get("/comments/<public_id>/delete")
+def confirm_delete(public_id: str):
+    """Ask before deleting: the comment, a button that deletes it, a way back."""
+    comment = _comment_or_404(public_id)
+    if not current_user.is_authenticated:
+        return _sign_in_first(comment.article)
+    private_page()
+    if comment.reader_id != current_user.id:
+        raise CommentRefusal("not_author")
+    return render_template("comments/delete.html", comment=comment)
+
+
 @bp.post("/comments/<public_id>/delete")
 def delete(public_id: str):
-    """Delete one's own comment, at any time."""
+    """Delete one's own comment, at any time (the button of the confirm page)."""
     comment = _comment_or_404(public_id)
     article = comment.article
     if not current_user.is_authenticated:

@@ -20,6 +20,7 @@ from support.settings import SECRET
 from support.web import assert_calm_page, csrf_token, in_english, is_signed_in, rows, text_of
 
 from auth_service import create_app
+from auth_service.auth.oidc import issuer_matches
 from auth_service.config import ConfigurationError
 from auth_service.extensions import db
 from auth_service.models import NewsletterConsent, Reader, SignInEvent
@@ -478,3 +479,26 @@ def test_providers_come_from_the_environment_as_json(tmp_path, monkeypatch):
     app = create_app({"TESTING": True, "SECRET_KEY": SECRET})
     (google,) = app.config["OIDC_PROVIDERS"].values()
     assert google.style == "google" and google.label == "Google"
+
+
+TENANT = "https://login.microsoftonline.com/{tenantid}/v2.0"
+REAL_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+
+
+@pytest.mark.parametrize(
+    "expected, claims, matches",
+    [
+        ("https://id.example", {"iss": "https://id.example"}, True),
+        ("https://id.example", {"iss": "https://id.example/"}, False),
+        (TENANT, {"iss": TENANT.replace("{tenantid}", REAL_TENANT), "tid": REAL_TENANT}, True),
+        (TENANT, {"iss": TENANT.replace("{tenantid}", REAL_TENANT), "tid": "other"}, False),
+        (TENANT, {"iss": TENANT.replace("{tenantid}", REAL_TENANT)}, False),
+        (TENANT, {"iss": TENANT, "tid": "{tenantid}"}, False),
+        ("https://accounts.google.com", {"iss": "accounts.google.com"}, True),
+        ("https://id.example", {"iss": "id.example"}, False),
+    ],
+)
+def test_the_issuer_check_knows_microsoft_s_tenants_and_google_s_two_forms(
+    expected, claims, matches
+):
+    assert issuer_matches(expected, claims) is matches

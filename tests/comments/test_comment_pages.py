@@ -197,6 +197,7 @@ def test_an_edit_after_fifteen_minutes_is_refused_with_a_clear_page(alice):
         assert_calm_page(response, 403)
         assert "can be edited for 15 minutes after it is posted" in text_of(response)
     assert comments()[0].body == "Premier jet"
+    assert "Trop tard" in text_of(response)  # what was typed is not lost
     assert f'href="{edit_path}"' not in alice.get(ARTICLE_PATH).get_data(as_text=True)
 
 
@@ -208,6 +209,7 @@ def test_another_reader_can_neither_edit_nor_delete(alice, bob):
     for response in (
         bob.get(f"/comments/{comment.public_id}/edit"),
         bob.post(f"/comments/{comment.public_id}/edit", data={"body": "x", "csrf_token": token}),
+        bob.get(f"/comments/{comment.public_id}/delete"),
         bob.post(f"/comments/{comment.public_id}/delete", data={"csrf_token": token}),
     ):
         assert_calm_page(response, 403)
@@ -215,13 +217,16 @@ def test_another_reader_can_neither_edit_nor_delete(alice, bob):
     assert comments()[0].body == "À moi"
 
 
-def test_the_author_deletes_their_comment(alice):
+def test_the_author_deletes_their_comment_after_a_confirmation(alice):
     post_comment(alice, "À effacer")
     (comment,) = comments()
-    response = alice.post(
-        f"/comments/{comment.public_id}/delete",
-        data={"csrf_token": csrf_token(alice, ARTICLE_PATH)},
-    )
+    confirm = f"/comments/{comment.public_id}/delete"
+    assert f'href="{confirm}"' in alice.get(ARTICLE_PATH).get_data(as_text=True)
+    page = in_english(alice).get(confirm)  # WCAG 3.3.4: deleting asks first
+    assert page.status_code == 200
+    assert "Delete my comment?" in text_of(page) and "À effacer" in text_of(page)
+    assert len(comments()) == 1
+    response = alice.post(confirm, data={"csrf_token": csrf_token(alice, confirm)})
     assert response.status_code == 303
     assert comments() == []
     assert "0 comments" in text_of(alice.get(ARTICLE_PATH))

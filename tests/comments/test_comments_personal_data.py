@@ -41,6 +41,17 @@ def test_the_export_holds_the_reader_s_comments(author):
     assert data["comments"][0]["edited_at"] is None
 
 
+def test_the_export_holds_the_comments_the_reader_reported(author, other):
+    post_comment(other, "Un avis discutable", name="Autre")
+    (comment,) = comments()
+    path = f"/comments/{comment.public_id}/report"
+    author.post(path, data={"csrf_token": csrf_token(author, ARTICLE_PATH)})
+    data = json.loads(author.get("/account/export").get_data(as_text=True))
+    (report,) = data["comment_reports"]
+    assert report["comment"] == comment.public_id and report["reported_at"].endswith("Z")
+    assert json.loads(other.get("/account/export").get_data(as_text=True))["comment_reports"] == []
+
+
 def test_deleting_the_account_removes_every_trace_of_the_author(author, other):
     """Defence: ``discussion.forget_author``, called by ``delete_reader``."""
     post_comment(author, "Commentaire seul", name="Plume")

@@ -69,3 +69,14 @@ def test_french_is_the_default_and_english_is_offered(client):
     english = client.get("/login?lang=en").get_data(as_text=True)
     assert '<html lang="fr">' in french and '<html lang="en">' in english
     assert "Sign up or sign in" in english and "Sign up or sign in" not in french
+
+
+def test_every_plural_has_each_of_its_french_forms():
+    # French has three plural forms in CLDR (one, many, other): an empty one would show
+    # the English text to a reader for those counts.
+    missing = [
+        message.id[0]
+        for message in _french()
+        if isinstance(message.id, tuple) and not all(message.string)
+    ]
+    assert not missing, f"plural forms missing in French: {missing}"
