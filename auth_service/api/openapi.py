@@ -355,6 +355,8 @@ def _paths() -> dict:
                         "in": "path",
                         "required": True,
                         "schema": {"type": "string", "maxLength": 16},
+                        # The name the tests' provider goes by (tests/api).
+                        "example": "idp",
                     }
                 ],
                 "requestBody": _body("ProviderLoginRequest"),

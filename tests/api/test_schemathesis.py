@@ -9,11 +9,14 @@ would be refused at the door and the run would test nothing else.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from support.scripted_provider import ScriptedProvider
 from support.settings import SECRET
 
 from auth_service import create_app
@@ -25,8 +28,19 @@ CLI = Path(sys.executable).parent / "schemathesis"
 CHECKS = "not_a_server_error,response_schema_conformance"
 
 
+@pytest.fixture
+def provider(request):
+    """A sign-in provider named ``idp`` in the live server's settings (listed before
+    ``live_server``), so that the providers' answers are checked with one in them."""
+    scripted = ScriptedProvider()
+    providers = {"idp": scripted.settings(icon="https://cdn.example/idp.svg")}
+    request.node.add_marker(pytest.mark.live_settings(OIDC_PROVIDERS=json.dumps(providers)))
+    yield scripted
+    scripted.stop()
+
+
 def test_every_answer_matches_the_document_and_none_is_a_server_error(
-    live_server, database_url, tmp_path
+    provider, live_server, database_url, tmp_path
 ):
     _publish_demo_articles(database_url)
     run = subprocess.run(
