@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from support.scripted_provider import ScriptedProvider
+from support.scripted_provider import provider
 from support.web import is_signed_in, rows
 
 from auth_service.models import NewsletterConsent, Reader
@@ -16,12 +16,8 @@ SITE = "http://www.news.test"
 FROM_SITE = {"Origin": SITE}
 ARTICLE = f"{SITE}/2026/train-de-nuit"
 
-
-@pytest.fixture
-def provider():
-    scripted = ScriptedProvider()
-    yield scripted
-    scripted.stop()
+# The scripted provider's fixture, imported so that pytest finds it in this module.
+__all__ = ["provider"]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from support.network import free_port
-from support.scripted_provider import CLIENT_ID, DEFAULT_EMAIL, ScriptedProvider
+from support.scripted_provider import CLIENT_ID, DEFAULT_EMAIL, provider
 from support.settings import SECRET
 from support.web import assert_calm_page, csrf_token, in_english, is_signed_in, rows, text_of
 
@@ -27,12 +27,8 @@ from auth_service.models import NewsletterConsent, Reader, SignInEvent
 
 ARTICLE = "/articles/train-de-nuit"
 
-
-@pytest.fixture
-def provider():
-    scripted = ScriptedProvider()
-    yield scripted
-    scripted.stop()
+# The scripted provider's fixture, imported so that pytest finds it in this module.
+__all__ = ["provider"]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -209,3 +210,11 @@ def _b64(data: bytes) -> str:
 
 def _with(url: str, **params) -> str:
     return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
+
+@pytest.fixture
+def provider():
+    """A scripted provider for one test (register by importing it into a test module)."""
+    scripted = ScriptedProvider()
+    yield scripted
+    scripted.stop()
