@@ -44,7 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["DEV_MODE"] = bool(app.config["DEV_MODE"] or app.debug)
     _ensure_secret_key(app)
 
-    from . import database, errors, i18n, limit_storage, security
+    from . import database, errors, i18n, limit_storage, logs, metrics, security
     from .extensions import csrf, db, limiter, mail, migrate
 
     database.init_app(app)  # and the SQLite pragmas of every connection (a listener)
@@ -56,6 +56,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     i18n.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    logs.init_app(app)  # the request id on every answer and log line
+    metrics.init_app(app)  # /metrics, and every request counted and timed
 
     from . import account, api, articles, auth, comments, embed, entitlement, health, newsletter
     from .mail import dev_mailbox, outbox

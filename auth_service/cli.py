@@ -16,7 +16,7 @@ from flask_migrate import upgrade
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import run_simple
 
-from . import create_app
+from . import create_app, logs, serve
 from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
 from .entitlement.keys_cli import keys_group
@@ -42,6 +42,7 @@ def worker_command(once: bool) -> None:
         if current_app.config["PUBLISHER_WEBHOOK_URL"]:
             click.echo(f"webhook events delivered {webhooks.deliver_due()}")
         return
+    logs.configure_json_logging()  # one JSON line each, as the web processes write
     click.echo("Outbox worker running; Ctrl+C to stop.")
     try:
         Worker(current_app._get_current_object()).run()
@@ -137,6 +138,24 @@ def demo_articles() -> list:
     return json.loads(text)
 
 
+@click.command("serve")
+@click.option(
+    "--bind",
+    default=lambda: os.environ.get("AUTH_SERVICE_BIND", "127.0.0.1:8000"),
+    show_default="127.0.0.1:8000, or AUTH_SERVICE_BIND",
+    help="Where to listen: HOST:PORT or unix:PATH.",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Processes [default: one per core].")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads per process [default: 8].")
+def serve_command(bind: str, workers: int | None, threads: int | None) -> None:
+    """Serve in production: gunicorn, JSON logs, metrics for every process."""
+    app = _create_app_for_cli()  # a bad setting stops here, before any worker starts
+    serve.prepare_metrics_folder(app.instance_path)
+    with app.app_context():
+        db.engine.dispose()  # no connection may be shared with the forked workers
+    serve.run(bind, workers, threads)
+
+
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -189,3 +208,4 @@ main = FlaskGroup(
     help="auth-service: the same commands as `flask --app auth_service`.",
 )
 main.add_command(demo_command)
+main.add_command(serve_command)

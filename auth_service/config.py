@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import string
 from datetime import timedelta
@@ -173,6 +174,12 @@ class Config:
     # this order. The callback to register with each is PUBLIC_URL/login/with/NAME/callback.
     OIDC_PROVIDERS: dict = {}
 
+    # Prometheus metrics at /metrics (docs/operations.md, "Observing"): for the networks
+    # listed, or whoever sends "Authorization: Bearer <METRICS_TOKEN>"; 404 for others.
+    METRICS_ENABLED = True
+    METRICS_ALLOW_FROM: list[str] = ["127.0.0.1/32", "::1/128"]
+    METRICS_TOKEN: str | None = None
+
 
 def load(app: Flask, test_config: dict | None) -> None:
     """Fill ``app.config`` from the defaults, the environment, then ``test_config``."""
@@ -190,6 +197,7 @@ def load(app: Flask, test_config: dict | None) -> None:
             key for key in app.config["SECRET_KEY_FALLBACKS"].split(",") if key
         ]
     app.config["ALLOWED_ORIGINS"] = _origins(app.config["ALLOWED_ORIGINS"])
+    app.config["METRICS_ALLOW_FROM"] = _networks(app.config["METRICS_ALLOW_FROM"])
     for key in ("PAYWALL_FREE_ARTICLES", "PAYWALL_METER_DAYS", "ENTITLEMENT_TTL"):
         app.config[key] = _whole_number(key, app.config[key])
     if app.config["ENTITLEMENT_TTL"] < 60:
@@ -270,6 +278,21 @@ def _origins(configured) -> list[str]:
             )
         origins.append(origin_of(parts))
     return origins
+
+
+def _networks(configured) -> list[str]:
+    """``METRICS_ALLOW_FROM`` as a list of networks (``10.0.0.0/8``), each checked."""
+    if isinstance(configured, str):
+        configured = [item.strip() for item in configured.split(",") if item.strip()]
+    networks = []
+    for item in configured:
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigurationError(
+                f"METRICS_ALLOW_FROM entry {item!r} is not a network; give e.g. 10.0.0.0/8."
+            ) from None
+    return networks
 
 
 def origin_of(parts: SplitResult) -> str:

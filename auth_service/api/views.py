@@ -25,6 +25,7 @@ from ..entitlement import tokens
 from ..errors import json_error
 from ..extensions import db
 from ..mail.rendering import public_url_for
+from ..metrics import count_sign_in
 from ..models import DAILY_NEWSLETTER, iso_utc
 from ..newsletter import subscriptions
 from ..security import private_page, reads_json
@@ -240,9 +241,11 @@ def login_code():
     try:
         attempt = flow.consume_code(code)
     except signin.SignInError as error:
+        count_sign_in("code", error.reason)
         raise _code_refusal(error) from None
     signed_in = flow.complete_sign_in(attempt, method="code", same_browser=True)
     db.session.commit()
+    count_sign_in("code", "signed_in")
     response = make_response(jsonify(_me(signed_in.reader) | {"next": signed_in.next_url}))
     flow.open_session(signed_in, response)
     return response

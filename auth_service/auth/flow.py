@@ -15,6 +15,7 @@ from flask_login import current_user, login_user
 
 from ..errors import ServiceBusy
 from ..i18n import current_language
+from ..metrics import LINKS_REQUESTED
 from ..models import LoginAttempt, Reader
 from . import abuse, signin
 from .browser import (
@@ -60,6 +61,7 @@ def ask_for_link(
     """
     screening = abuse.screen(address, honeypot=honeypot, as_typed=as_typed)
     if screening.outcome != "mail":
+        LINKS_REQUESTED.labels(screening.outcome).inc()
         return LinkRequest(
             screening.outcome, suggestion=screening.suggestion, refusal=screening.refusal
         )
@@ -74,6 +76,7 @@ def ask_for_link(
         chain_id=resend_chain(),
     )
     queue_sign_in_mail(issued)
+    LINKS_REQUESTED.labels("sent").inc()
     return LinkRequest("sent", issued=issued)
 
 

@@ -19,6 +19,7 @@ from flask_login import current_user
 
 from ..extensions import csrf, db
 from ..mail.rendering import public_url_for
+from ..metrics import count_sign_in
 from ..security import private_page, token_page
 from . import abuse, flow, signin, social
 from .browser import (
@@ -143,11 +144,12 @@ def enter_code():
         attempt = flow.consume_code(form.code.data or "")
     except signin.SignInError as error:
         if error.reason not in ("wrong_code", "malformed_code"):
-            return _failed(error)
+            return _failed(error, method="code")
         ids = remembered_attempts(request)
         attempts = signin.open_attempts(ids)
         if not attempts:  # closed in the instant since the code was checked
-            return _failed(signin.why_none_is_open(ids))
+            return _failed(signin.why_none_is_open(ids), method="code")
+        count_sign_in("code", error.reason)
         private_page()
         form.code.errors = [_code_error(error)]
         return render_template(
@@ -184,7 +186,7 @@ def verify():
             return _sign_in(signin.consume_link(token), method="link", same_browser=True)
         attempt = signin.check_link(token)
     except signin.SignInError as error:
-        return _failed(error)
+        return _failed(error, method="link")
     return render_template("auth/confirm.html", attempt=attempt, form=ConfirmLinkForm(token=token))
 
 
@@ -197,7 +199,7 @@ def confirm():
     try:
         attempt = signin.consume_link((form.token.data or "")[:MAX_TOKEN_LENGTH])
     except signin.SignInError as error:
-        return _failed(error)
+        return _failed(error, method="link")
     newsletter = bool(form.newsletter.data)
     return _sign_in(attempt, method="link", newsletter=newsletter)
 
@@ -250,6 +252,7 @@ def social_callback(name: str):
         newsletter_wording=carried.newsletter_wording,
     )
     db.session.commit()
+    count_sign_in(provider.name, "signed_in")
     response = redirect(signed_in.next_url, 303)
     flow.open_session(signed_in, response)
     return response
@@ -272,6 +275,7 @@ def _social_failed(provider, error: social.SocialSignInError, next_url: str | No
     current_app.logger.info(
         "Sign-in with %s refused: %s %s", provider.name, error.reason, error.detail
     )
+    count_sign_in(provider.name, error.reason)
     status = SOCIAL_STATUS.get(error.reason, 400)
     back = url_for("auth.login", next=safe_next(next_url)) if next_url else url_for("auth.login")
     return render_template(
@@ -293,6 +297,7 @@ def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bo
         attempt, method=method, same_browser=same_browser, newsletter=newsletter
     )
     db.session.commit()
+    count_sign_in(method, "signed_in")
     response = redirect(signed_in.next_url, 303)
     flow.open_session(signed_in, response)
     return response
@@ -301,8 +306,9 @@ def _sign_in(attempt, *, method: str, same_browser: bool = False, newsletter: bo
 STATUS_OF = {"invalid": 400, "expired": 410, "used": 410, "too_many_tries": 410}
 
 
-def _failed(error: signin.SignInError):
+def _failed(error: signin.SignInError, *, method: str):
     """The page for a link or code that cannot sign in, offering a new link."""
+    count_sign_in(method, error.reason)
     token_page()  # it may have been reached with a token, and offers the address
     status = STATUS_OF.get(error.reason, 400)
     resend = _resend_form(error.attempt) if error.attempt is not None else None

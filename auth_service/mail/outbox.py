@@ -11,6 +11,7 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from ..extensions import db
+from ..metrics import MAILS
 from ..models import SIGN_IN_MAIL, OutboxMessage
 from .rendering import RenderedMail
 
@@ -37,6 +38,7 @@ def queue(mail: RenderedMail, *, kind: str) -> OutboxMessage:
     )
     db.session.add(message)
     wake_workers()
+    MAILS.labels("queued").inc()
     return message
 
 

@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from sqlalchemy import Table, bindparam, func, or_, select, update
 
 from ..extensions import db
+from ..metrics import MAILS
 from ..models import WebhookEvent, utcnow
 from ..publisher import webhooks
 from .copies import EditionCopies
@@ -242,7 +243,7 @@ def _send(connection, batch: _Batch, marks: SentMarks, report: DeliveryReport) -
         pending.pop(0)
         if error is None:
             marks.add(message)
-            report.sent += 1
+            _count(report, "sent")
         else:
             _count(report, _record_failure(message, error, permanent=permanent))
 
@@ -341,8 +342,9 @@ def _release(message_ids: list[int]) -> None:
 
 
 def _count(report: DeliveryReport, outcome: str) -> None:
-    """Add one outcome to the report."""
+    """Add one outcome (sent, retried, failed) to the report and to the metrics."""
     setattr(report, outcome, getattr(report, outcome) + 1)
+    MAILS.labels(outcome).inc()
 
 
 def seconds_until_next_due(*, now: datetime | None = None, table: Table = OUTBOX) -> float | None:

@@ -25,6 +25,7 @@ from ..config import public_host
 from ..extensions import db
 from ..mail.outbox import wake_workers
 from ..mail.rendering import PREFERENCES_URL, UNSUBSCRIBE_URL, public_url_for
+from ..metrics import MAILS
 from ..models import (
     NEWSLETTER_COPY,
     Article,
@@ -222,6 +223,7 @@ def _queue_batch(batch, keys: dict[int, str], copies, editions) -> int:
             return 0
         try:
             db.session.execute(insert(OutboxMessage), rows)
+            MAILS.labels("queued").inc(len(rows))
             wake_workers()
             db.session.commit()
             return len(rows)

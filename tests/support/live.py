@@ -125,7 +125,7 @@ class LiveServer:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _environment(database_url: str, folder: Path, port: int, settings: dict) -> dict:
+def service_environment(database_url: str, folder: Path, port: int, settings: dict) -> dict:
     """What an operator exports for the service: key, database, instance, public URL.
 
     Rate limits are off unless ``settings`` (``@pytest.mark.live_settings``) turn them
@@ -194,7 +194,7 @@ def start_gunicorn(
                 "--error-logfile",
                 "-",
             ],
-            env=_environment(database_url, folder, port, settings or {}),
+            env=service_environment(database_url, folder, port, settings or {}),
             # gunicorn imports the app from its working folder: the tree of these tests.
             cwd=ROOT,
             stdout=output,
