@@ -33,67 +33,13 @@ from pathlib import Path
 import pytest
 import redis
 from support.network import free_port
+from support.redis_server import redis_url, shared_redis
 from support.settings import REPOSITORY, SECRET
 
-REDIS_SERVER = Path("/usr/bin/redis-server")
+# The Redis fixtures, imported so that pytest finds them in this module.
+__all__ = ["redis_url", "shared_redis"]
 ROOT = REPOSITORY
 START_TIMEOUT = 30  # seconds for a process to answer
-
-
-# --- Redis ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    """A private, memory-only Redis on 127.0.0.1, stopped when the module is done."""
-    if not REDIS_SERVER.is_file():
-        pytest.fail(
-            f"{REDIS_SERVER} is missing: these tests need Debian's redis-server. "
-            "tests/run.sh installs it (apt-get install redis-server)."
-        )
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    log = (folder / "redis.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(REDIS_SERVER),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(folder),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}"
-    client = redis.Redis.from_url(url, socket_timeout=2)
-    try:
-        _wait_until(lambda: client.ping(), f"redis-server on port {port}", server)
-        yield url
-    finally:
-        client.close()
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        log.close()
-
-
-@pytest.fixture
-def shared_redis(redis_url) -> redis.Redis:
-    """The Redis of the module, emptied: each test starts with no counters."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=2)
-    client.flushall()
-    yield client
-    client.close()
 
 
 def _wait_until(check, what: str, process: subprocess.Popen) -> None:

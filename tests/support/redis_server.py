@@ -1,0 +1,85 @@
+"""Debian's redis-server on 127.0.0.1, memory only, for the tests of one module."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from support.network import free_port
+
+REDIS_SERVER = Path("/usr/bin/redis-server")
+START_TIMEOUT = 30  # seconds
+
+
+def _wait_for(client: redis.Redis, server: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(f"redis-server exited with status {server.returncode}")
+        try:
+            client.ping()
+            return
+        except redis.RedisError:  # not listening yet
+            if time.monotonic() > deadline:
+                raise AssertionError(f"redis-server on port {port} did not answer") from None
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A private, memory-only Redis on 127.0.0.1, stopped when the module is done.
+
+    Register it by importing it into a test module.
+    """
+    if not REDIS_SERVER.is_file():
+        pytest.fail(
+            f"{REDIS_SERVER} is missing: these tests need Debian's redis-server. "
+            "tests/run.sh installs it (apt-get install redis-server)."
+        )
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    with (folder / "redis.log").open("w") as log:
+        server = subprocess.Popen(
+            [
+                str(REDIS_SERVER),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(folder),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"redis://127.0.0.1:{port}"
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        _wait_for(client, server, port)
+        yield url
+    finally:
+        client.close()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+@pytest.fixture
+def shared_redis(redis_url) -> Iterator[redis.Redis]:
+    """The Redis of the module, emptied: each test starts with no counters."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    client.flushall()
+    yield client
+    client.close()
