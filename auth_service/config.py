@@ -106,6 +106,13 @@ class Config:
     # last asked for a link. A 429 still carries Retry-After (errors.py).
     RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_KEY_PREFIX = "auth-service"
+    # Redis (or the database) unreachable: fail open, not closed. Each process then
+    # counts the same limits in its own memory (N processes: N times each allowance)
+    # and logs a WARNING; it goes back to the shared storage once it answers again. A
+    # limit store down must not stop every sign-in; the hourly ceiling of sign-in mail
+    # (MAIL_HOURLY_CEILING, counted in the database) still bounds the damage.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
     # Links mailed to one inbox (capitals, +tags and Gmail's dots folded), counted per
     # requesting network (/24, /48): what strangers elsewhere ask for spends nothing of
     # the reader's own allowance...

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,32 +15,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.live import service_environment
-from support.network import free_port
+from support.live import LiveServer, start_serve, stop_gunicorn
 
-COMMAND = Path(sys.executable).parent / "auth-service"
 REQUESTS = 40
 
 
 @dataclass
 class Served:
-    url: str
-    process: subprocess.Popen
-    out: Path
-    err: Path
+    server: LiveServer
     metrics: Path
 
+    @property
+    def process(self) -> subprocess.Popen:
+        return self.server.process
+
     def get(self, path: str, **headers) -> tuple[int, dict, str]:
-        request = urllib.request.Request(
-            self.url + path, headers={"Connection": "close", **headers}
-        )
+        url = self.server.url + path
+        request = urllib.request.Request(url, headers={"Connection": "close", **headers})
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, dict(answer.headers), answer.read().decode()
 
     def access_lines(self) -> list[dict]:
         return [
             json.loads(line)
-            for line in self.out.read_text().splitlines()
+            for line in self.server.log_text().splitlines()
             if line.startswith("{") and '"logger": "gunicorn.access"' in line
         ]
 
@@ -53,41 +50,17 @@ class Served:
         )
 
 
-def wait_until_serving(served: Served) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            raise AssertionError(served.err.read_text())
-        try:
-            if served.get("/healthz")[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"serve did not answer:\n{served.err.read_text()}")
-
-
 @pytest.fixture
 def served(database_url, tmp_path) -> Iterator[Served]:
-    port = free_port()
-    environment = service_environment(database_url, tmp_path, port, {})
     metrics = tmp_path / "metrics"
-    environment["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(
-            [str(COMMAND), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-            env=environment,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    result = Served(f"http://127.0.0.1:{port}", process, out, err, metrics)
+    environment = {"PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    server = start_serve(database_url, tmp_path, environment=environment)
     try:
-        wait_until_serving(result)
-        yield result
+        yield Served(server, metrics)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+        if server.process.poll() is None:
+            stop_gunicorn(server)
+        server.database.dispose()
 
 
 def test_the_counts_of_both_workers_add_up_at_metrics(served):

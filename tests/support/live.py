@@ -209,6 +209,38 @@ def start_gunicorn(
     return server
 
 
+def start_serve(
+    database_url: str,
+    folder: Path,
+    settings: dict | None = None,
+    *,
+    workers: int = WORKERS,
+    environment: dict | None = None,
+) -> LiveServer:
+    """Start ``auth-service serve`` (production's command: JSON logs, metrics) with
+    ``workers`` processes; wait for /healthz. Its stdout and stderr go to one log."""
+    port = free_port()
+    log = folder / "serve.log"
+    command = Path(sys.executable).parent / "auth-service"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(command), "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+            env={
+                **service_environment(database_url, folder, port, settings or {}),
+                **(environment or {}),
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer("127.0.0.1", port, process, log, create_engine(database_url))
+    try:
+        _wait_for_health(server)
+    except BaseException:
+        stop_gunicorn(server)
+        raise
+    return server
+
+
 def _wait_for_health(server: LiveServer) -> None:
     """Return once /healthz answers 200; fail with the log if gunicorn never does."""
     deadline = time.monotonic() + START_TIMEOUT

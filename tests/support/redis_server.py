@@ -30,20 +30,16 @@ def _wait_for(client: redis.Redis, server: subprocess.Popen, port: int) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory) -> Iterator[str]:
-    """A private, memory-only Redis on 127.0.0.1, stopped when the module is done.
-
-    Register it by importing it into a test module.
-    """
+def start_redis(folder: Path, port: int | None = None) -> tuple[str, subprocess.Popen]:
+    """Start a memory-only redis-server on ``port`` (a free one by default); its URL and
+    process."""
     if not REDIS_SERVER.is_file():
         pytest.fail(
             f"{REDIS_SERVER} is missing: these tests need Debian's redis-server. "
             "tests/run.sh installs it (apt-get install redis-server)."
         )
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    with (folder / "redis.log").open("w") as log:
+    port = port or free_port()
+    with (folder / "redis.log").open("a") as log:
         server = subprocess.Popen(
             [
                 str(REDIS_SERVER),
@@ -65,15 +61,33 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     client = redis.Redis.from_url(url, socket_timeout=2)
     try:
         _wait_for(client, server, port)
-        yield url
+    except BaseException:
+        stop_redis(server)
+        raise
     finally:
         client.close()
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+    return url, server
+
+
+def stop_redis(server: subprocess.Popen) -> None:
+    """Stop a redis-server started by :func:`start_redis`."""
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A private, memory-only Redis on 127.0.0.1, stopped when the module is done.
+
+    Register it by importing it into a test module.
+    """
+    url, server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    stop_redis(server)
 
 
 @pytest.fixture
