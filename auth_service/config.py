@@ -71,6 +71,9 @@ class Config:
     # Worker: how often an idle worker looks at the outbox when nothing wakes it.
     OUTBOX_POLL_INTERVAL = 0.2
     OUTBOX_BATCH_SIZE = 100
+    # How long a worker's claim on a batch lasts (at least twice the slowest send): a
+    # worker that died mid-batch leaves its messages to the others after this.
+    OUTBOX_CLAIM_SECONDS = 120
     OUTBOX_MAX_ATTEMPTS = 30
     OUTBOX_BACKOFF_BASE = 5  # seconds; doubles each try
     OUTBOX_BACKOFF_MAX = 3600

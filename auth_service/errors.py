@@ -10,7 +10,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.orm.exc import ObjectDeletedError
 from werkzeug.exceptions import (
     BadRequest,
@@ -236,6 +236,23 @@ def _database_down(error: OperationalError):
     return error_response(503)
 
 
+# SQLSTATEs of a database that answers but cannot write for now: a standby or a
+# read-only transaction (25006), a disk full or out of memory (class 53).
+CANNOT_WRITE_NOW = ("25006", "53")
+
+
+def _database_refuses(error: InternalError):
+    """A database that cannot write just now (a standby after a failover, a full disk):
+    the same calm 503 as a database that does not answer; anything else is a 500."""
+    db.session.rollback()
+    state = getattr(error.orig, "sqlstate", None) or ""
+    if state.startswith(CANNOT_WRITE_NOW):
+        log.error("Database cannot write: %s", error.orig)
+        return error_response(503)
+    log.error("Unhandled database error", exc_info=error)
+    return error_response(500)
+
+
 def _account_gone(error: ObjectDeletedError):
     """The reader's account was deleted (in another tab, on another device) while this
     request ran: nothing of it is saved, and the reader is told so, not shown a 500."""
@@ -264,6 +281,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(TooManyRequests, _too_many)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(InternalError, _database_refuses)
     app.register_error_handler(ObjectDeletedError, _account_gone)
     app.register_error_handler(InternalServerError, _unexpected)
     app.register_error_handler(ServiceUnavailable, lambda error: error_response(503))

@@ -27,9 +27,8 @@ from .transports import MESSAGE_REFUSALS, is_permanent, transport_for
 
 log = logging.getLogger(__name__)
 
-# A claim lasts CLAIM_SECONDS, or longer with a long MAIL_TIMEOUT: long enough that no
-# message is still being sent when it runs out (see claim_length and _send).
-CLAIM_SECONDS = 120
+# A claim lasts OUTBOX_CLAIM_SECONDS, or longer with a long MAIL_TIMEOUT: long enough
+# that no message is still being sent when it runs out (see claim_length and _send).
 # The blocking steps of sending one message (MAIL, RCPT, DATA, content, the answer):
 # each may take up to MAIL_TIMEOUT.
 SEND_STEPS = 5
@@ -96,7 +95,8 @@ def claim_due(
 
 def claim_length() -> timedelta:
     """How long a claim holds: room for slow sends (:func:`_send` stops in time)."""
-    return max(timedelta(seconds=CLAIM_SECONDS), 2 * _slowest_send())
+    shortest = timedelta(seconds=current_app.config["OUTBOX_CLAIM_SECONDS"])
+    return max(shortest, 2 * _slowest_send())
 
 
 def _slowest_send() -> timedelta:

@@ -382,7 +382,7 @@ def test_a_batch_slower_than_its_claim_gives_the_rest_back_and_sends_each_once(
 ):
     # Real time, shrunk: a one-second claim, of which a send may start in the first
     # half (5 steps of MAIL_TIMEOUT = 0.5 s kept for the slowest send).
-    monkeypatch.setattr(worker, "CLAIM_SECONDS", 1)
+    app.config["OUTBOX_CLAIM_SECONDS"] = 1
     monkeypatch.setattr(worker, "CLAIM_SLACK", 0)
     smtp_server.stop()
     smtp_server.recorder = recorder = SlowRecorder(0.05)

@@ -534,7 +534,7 @@ def test_a_sender_killed_half_way_then_rerun_delivers_each_copy_exactly_once(
     sent = select(func.count(OutboxMessage.id)).where(OutboxMessage.sent_at.isnot(None))
     assert db.session.scalar(sent) == 2
     assert len(smtp_server.messages) == 2
-    # The dead worker's claim on the rest runs out (CLAIM_SECONDS): let that time pass.
+    # The dead worker's claim on the rest runs out (OUTBOX_CLAIM_SECONDS): let it pass.
     db.session.execute(update(OutboxMessage).values(claimed_until=utcnow() - timedelta(seconds=1)))
     db.session.commit()
     smtp_server.recorder.accept = len(EVERYONE) * 10
