@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 from flask import has_app_context
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 from support.articles import ARTICLES
 from support.live import live_server  # noqa: F401 (a fixture, registered by importing it)
-from support.network import free_port
+from support.postgres import migrate, start_postgres
 from support.settings import DATA_TABLES, DATABASES, SECRET
 from support.smtp import SmtpServer
 from support.web import Visitor
@@ -43,98 +40,21 @@ def clean_environment(monkeypatch, tmp_path):
 # --- PostgreSQL ------------------------------------------------------------------
 
 
-def _postgres_bin() -> Path:
-    """The folder of Debian's PostgreSQL server binaries."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        pytest.fail(
-            "PostgreSQL is not installed; run tests/run.sh, which installs it, "
-            "or set TEST_DATABASES=sqlite"
-        )
-    return found[-1].parent
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    """Run as the postgres user when we are root: the server refuses to run as root."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
     """A PostgreSQL server of our own on 127.0.0.1, with a migrated database."""
-    binaries = _postgres_bin()
-    folder = Path(tempfile.mkdtemp(prefix="auth-service-pg-"))
-    data = folder / "data"
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    port = free_port()
-    subprocess.run(
-        _as_postgres(
-            [
-                str(binaries / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        _as_postgres(
-            [
-                str(binaries / "pg_ctl"),
-                "-D",
-                str(data),
-                "-w",
-                "-l",
-                str(folder / "log"),
-                "-o",
-                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    admin = create_engine(
-        f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text("CREATE DATABASE auth_test"))
-    admin.dispose()
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/auth_test"
-    _migrate(url)
+    server = start_postgres()
+    url = server.url()
+    migrate(url)
     yield url
-    subprocess.run(
-        _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-        capture_output=True,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _migrate(url: str) -> None:
-    """Build the schema with the project's Alembic migrations, as production does."""
-    with pytest.MonkeyPatch.context() as patch:
-        # Session-wide, before any test's own folder exists: a folder of its own.
-        patch.setenv("AUTH_SERVICE_INSTANCE_PATH", tempfile.mkdtemp(prefix="auth-service-migrate-"))
-        app = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
-    with app.app_context():
-        upgrade(directory=app.extensions["migrate"].directory)
-        db.engine.dispose()
+    server.remove()
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     """A migrated SQLite file that each test copies."""
     path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
-    _migrate(f"sqlite:///{path}")
+    migrate(f"sqlite:///{path}")
     return path
 
 

@@ -26,10 +26,14 @@ from sqlalchemy import create_engine, text
 from support.live import Browser, LiveServer, service_environment, start_gunicorn, stop_gunicorn
 from support.network import free_port
 from support.redis_server import redis_url, shared_redis
-from support.settings import DATA_TABLES
+from support.settings import DATA_TABLES, DATABASES
 
 # Fixtures, imported so that pytest finds them in this module.
 __all__ = ["redis_url", "shared_redis"]
+# One PostgreSQL is the point: skipped only when TEST_DATABASES leaves it out.
+pytestmark = pytest.mark.skipif(
+    "postgresql" not in DATABASES, reason="TEST_DATABASES leaves PostgreSQL out"
+)
 
 NGINX = Path("/usr/sbin/nginx")
 COMMAND = Path(sys.executable).parent / "auth-service"

@@ -3,11 +3,18 @@ sees, what the log says, and that the service recovers by itself."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
 import redis
 from sqlalchemy import create_engine, text
 from support.live import Browser, start_serve, stop_gunicorn
+from support.postgres import PostgresServer, migrate, start_postgres
 from support.redis_server import start_redis, stop_redis
-from support.settings import SECRET
+from support.settings import DATABASES, SECRET
 from support.web import assert_calm_page, csrf_token, in_english, text_of
 
 from auth_service import create_app
@@ -86,3 +93,74 @@ def test_a_read_only_database_gives_a_clear_page_and_writes_nothing(database_url
         assert connection.execute(text("SELECT count(*) FROM login_attempts")).scalar() == 0
         assert connection.execute(text("SELECT count(*) FROM outbox_messages")).scalar() == 0
     writable.dispose()
+
+
+ON_POSTGRESQL = pytest.mark.skipif(
+    "postgresql" not in DATABASES, reason="TEST_DATABASES leaves PostgreSQL out"
+)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this test alone, migrated: it will be restarted."""
+    server = start_postgres()
+    try:
+        migrate(server.url())
+        yield server
+    finally:
+        server.remove()
+
+
+@ON_POSTGRESQL
+def test_postgresql_restarted_under_load_gives_503s_then_recovers_alone(own_postgres, tmp_path):
+    """Requests in flight while PostgreSQL restarts get the calm 503 page (never a 500),
+    the service needs no restart, and no attempt is left without its mail."""
+    service = start_serve(own_postgres.url(), tmp_path)
+    statuses: Counter = Counter()
+    stop = threading.Event()
+
+    def reader(number: int) -> None:
+        browser = Browser(service)
+        sent = 0
+        while not stop.is_set():
+            try:
+                token = browser.csrf_token()
+            except AssertionError:  # the form page itself was a 503
+                statuses["503 (form)"] += 1
+                time.sleep(0.05)
+                continue
+            form = {"email": f"charge{number}-{sent}@example.com", "csrf_token": token}
+            statuses[browser.post("/login", form).status] += 1
+            sent += 1
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        own_postgres.stop("fast")  # in-flight transactions are cut off
+        time.sleep(1.0)
+        own_postgres.start()
+        time.sleep(2.0)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert statuses[500] == 0, statuses
+        assert statuses[503] + statuses["503 (form)"] > 0, statuses  # it was felt
+        assert set(statuses) <= {303, 503, "503 (form)"}, statuses
+        # Recovered by itself: the same processes sign readers up again.
+        browser = Browser(service)
+        form = {"email": "apres@example.com", "csrf_token": browser.csrf_token()}
+        assert browser.post("/login", form).status == 303
+        assert service.process.poll() is None
+        assert "Database unavailable" in service.log_text()
+        # Nothing half-written: every attempt has its mail, and every mail its attempt.
+        attempts = service.scalar("SELECT count(*) FROM login_attempts")
+        mails = service.scalar("SELECT count(*) FROM outbox_messages")
+        assert attempts == mails
+        # A 503 may come after its commit (the answer needed the database once more):
+        # then the mail is queued all the same, and the reader can ask again.
+        assert statuses[303] + 1 <= attempts <= statuses[303] + 1 + statuses[503]
+    finally:
+        stop.set()
+        stop_gunicorn(service)
