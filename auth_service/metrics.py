@@ -56,6 +56,7 @@ SIGN_INS = Counter(
 MAILS = Counter("auth_mails_total", "Mails by event: queued, sent, retried, failed.", ["event"])
 
 bp = Blueprint("metrics", __name__)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def count_sign_in(method: str, outcome: str) -> None:
@@ -140,10 +141,13 @@ def _answered(response):
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
     if rule == "/metrics":
         return response
-    REQUESTS.labels(rule, request.method, str(response.status_code)).inc()
+    # Any token is a method to HTTP: only the known ones become labels, or a client
+    # inventing methods would grow the series without end.
+    method = request.method if request.method in METHODS else "other"
+    REQUESTS.labels(rule, method, str(response.status_code)).inc()
     started = g.get("metrics_started")
     if started is not None:
-        LATENCY.labels(rule, request.method).observe(time.perf_counter() - started)
+        LATENCY.labels(rule, method).observe(time.perf_counter() - started)
     return response
 
 

@@ -179,3 +179,14 @@ def test_a_line_logged_outside_a_request_says_so():
     finally:
         logger.handlers.clear()
     assert json.loads(stream.getvalue())["request_id"] == "-"
+
+
+def test_invented_methods_share_one_label(app, client):
+    before = value("auth_http_requests_total", route="unmatched", method="other", status="405")
+    before += value("auth_http_requests_total", route="/healthz", method="other", status="405")
+    for name in ("FOO", "BAR", "BAZ"):
+        client.open("/healthz", method=name)
+    after = value("auth_http_requests_total", route="unmatched", method="other", status="405")
+    after += value("auth_http_requests_total", route="/healthz", method="other", status="405")
+    assert after == before + 3
+    assert 'method="FOO"' not in scrape(client)
