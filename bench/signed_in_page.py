@@ -1,0 +1,177 @@
+"""The gated article for a signed-in reader, against a bare Flask route returning the
+same bytes, both under the same gunicorn settings, measured with wrk side by side.
+
+The ratio (ours / bare) is what issue 13 asks to bring to 0.8: the distance between
+them is what the service does per request (session lookup, the reader, Babel, the
+headers, the template). Each side runs ``--rounds`` times, alternating, and the median
+of each is compared, since this machine is noisy. It only prints figures.
+
+    python bench/signed_in_page.py                     # SQLite
+    python bench/signed_in_page.py --database-url postgresql+psycopg://user@host/db
+    python bench/signed_in_page.py --duration 10 --rounds 3 --connections 16
+
+Needs Debian's ``wrk`` (apt-get install wrk). The database must be an empty one: the
+script migrates it and loads the demo articles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flask_migrate import upgrade  # noqa: E402
+
+from auth_service import create_app  # noqa: E402
+from auth_service.articles.store import import_articles  # noqa: E402
+from auth_service.cli import demo_articles  # noqa: E402
+from auth_service.extensions import db  # noqa: E402
+
+SECRET = "bench-secret-key-that-is-long-enough-0123456789"
+GUNICORN = [
+    sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "2",
+    "--threads", "8", "--keep-alive", "5", "--log-level", "warning",
+]  # fmt: skip
+BARE_APP = '''
+from pathlib import Path
+from flask import Flask, Response
+
+app = Flask(__name__)
+BODY = Path({body!r}).read_bytes()
+HEADERS = {headers!r}
+
+
+@app.get("/articles/<slug>")
+def article(slug):
+    return Response(BODY, headers=HEADERS)
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def prepare(database_url: str, folder: Path) -> tuple[str, str, bytes, dict]:
+    """Migrate, load the articles, sign a reader in: the page's path, the reader's
+    cookie header, and the page's bytes and content headers as the service sends them."""
+    os.environ["AUTH_SERVICE_INSTANCE_PATH"] = str(folder / "instance")
+    config = {"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": database_url}
+    app = create_app({**config, "RATELIMIT_ENABLED": False, "TESTING": True})
+    with app.app_context():
+        upgrade(directory=app.extensions["migrate"].directory)
+        import_articles(demo_articles())
+        gated = next(item for item in demo_articles() if item["access"] == "registered")
+        path = f"/articles/{gated['slug']}"
+        client = app.test_client()
+        page = client.get("/login").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        client.post("/login", data={"email": "bench@example.com", "csrf_token": token})
+        body = db.session.execute(
+            db.text("SELECT text_body FROM outbox_messages ORDER BY id DESC LIMIT 1")
+        ).scalar()
+        link = re.search(r"(/login/verify\?token=\S+)", body).group(1)
+        assert client.get(link).status_code == 303, "the bench reader could not sign in"
+        cookie = "; ".join(f"{c.key}={c.value}" for c in client._cookies.values())
+        answer = client.get(path, headers={"Cookie": cookie})
+        assert b"wall" not in answer.data or b'class="wall' not in answer.data
+        headers = {"Content-Type": answer.headers["Content-Type"]}
+        db.engine.dispose()
+    return path, cookie, answer.data, headers
+
+
+def start(arguments: list[str], port: int, environment: dict, cwd: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [*GUNICORN, "--bind", f"127.0.0.1:{port}", *arguments],
+        env=environment,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+            return process
+        except urllib.error.HTTPError:
+            return process  # answering (the bare app has no /healthz)
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("gunicorn did not start") from None
+            time.sleep(0.1)
+
+
+def wrk(url: str, cookie: str, duration: int, connections: int) -> float:
+    """Requests a second wrk measured (two threads, ``connections`` keep-alive)."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "-H", f"Cookie: {cookie}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"some answers were not 2xx:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url")
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    folder = Path(tempfile.mkdtemp(prefix="bench-page-"))
+    url = options.database_url or f"sqlite:///{folder}/bench.sqlite3"
+    path, cookie, body, headers = prepare(url, folder)
+    (folder / "page.html").write_bytes(body)
+    (folder / "bare.py").write_text(
+        textwrap.dedent(BARE_APP.format(body=str(folder / "page.html"), headers=headers))
+    )
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AUTH_SERVICE_")},
+        "AUTH_SERVICE_SECRET_KEY": SECRET,
+        "AUTH_SERVICE_SQLALCHEMY_DATABASE_URI": url,
+        "AUTH_SERVICE_INSTANCE_PATH": str(folder / "instance"),
+        "AUTH_SERVICE_RATELIMIT_ENABLED": "false",
+        "XDG_RUNTIME_DIR": str(folder),
+    }
+    ours_port, bare_port = free_port(), free_port()
+    ours = start(["auth_service:create_app()"], ours_port, environment, ROOT)
+    bare = start(["bare:app"], bare_port, environment, folder)
+    rates: dict[str, list[float]] = {"ours": [], "bare": []}
+    try:
+        for _ in range(options.rounds):
+            for name, port in (("ours", ours_port), ("bare", bare_port)):
+                target = f"http://127.0.0.1:{port}{path}"
+                rates[name].append(wrk(target, cookie, options.duration, options.connections))
+    finally:
+        for process in (ours, bare):
+            process.terminate()
+            process.wait(timeout=30)
+    ours_rate, bare_rate = statistics.median(rates["ours"]), statistics.median(rates["bare"])
+    database = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"signed-in gated article, {len(body):,} bytes, {database}, gunicorn 2x8 gthread")
+    print(f"  ours: {ours_rate:8.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in rates['ours'])})")
+    print(f"  bare: {bare_rate:8.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in rates['bare'])})")
+    print(f"  ours/bare: {ours_rate / bare_rate:.2f}  (issue 13's target: at least 0.8)")
+
+
+if __name__ == "__main__":
+    main()
