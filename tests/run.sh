@@ -41,4 +41,5 @@ fi
 echo "ruff check"
 .venv/bin/ruff check .
 echo "pytest"
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+# Across every core (pytest-xdist); PYTEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -p no:cacheprovider -n "${PYTEST_WORKERS:-auto}" "$@"
