@@ -65,11 +65,19 @@ def served(database_url, tmp_path) -> Iterator[Served]:
 
 def test_the_counts_of_both_workers_add_up_at_metrics(served):
     before = served.counted("/healthz")
-    for _ in range(REQUESTS):
+    # Each request on its own connection, until both processes have taken some (which
+    # one accepts is the kernel's choice: under load one may take a long run of them).
+    sent, deadline = 0, time.monotonic() + 30
+    while sent < REQUESTS or len(worker_files(served)) < 2:
         assert served.get("/healthz")[0] == 200
-    # Each request came on its own connection: both processes took some.
-    assert len({path.name.rsplit("_", 1)[-1] for path in served.metrics.glob("counter_*.db")}) == 2
-    assert served.counted("/healthz") == before + REQUESTS
+        sent += 1
+        assert time.monotonic() < deadline, f"one process took all {sent} requests"
+    assert served.counted("/healthz") == before + sent
+
+
+def worker_files(served) -> set[str]:
+    """The processes that counted something: one counter file each."""
+    return {path.name.rsplit("_", 1)[-1] for path in served.metrics.glob("counter_*.db")}
 
 
 def test_access_lines_are_json_with_the_proxy_s_request_id(served):
