@@ -200,13 +200,7 @@ def start_gunicorn(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    server = LiveServer("127.0.0.1", port, process, log, create_engine(database_url))
-    try:
-        _wait_for_health(server)
-    except BaseException:
-        stop_gunicorn(server)
-        raise
-    return server
+    return _healthy(LiveServer("127.0.0.1", port, process, log, create_engine(database_url)))
 
 
 def start_serve(
@@ -232,7 +226,11 @@ def start_serve(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    server = LiveServer("127.0.0.1", port, process, log, create_engine(database_url))
+    return _healthy(LiveServer("127.0.0.1", port, process, log, create_engine(database_url)))
+
+
+def _healthy(server: LiveServer) -> LiveServer:
+    """``server`` once it answers /healthz; stopped, and the error raised, if never."""
     try:
         _wait_for_health(server)
     except BaseException:
