@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 from flask import has_app_context
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
 from support.articles import ARTICLES
 from support.live import live_server  # noqa: F401 (a fixture, registered by importing it)
-from support.postgres import migrate, start_postgres
-from support.settings import DATA_TABLES, DATABASES, SECRET
+from support.postgres import empty, migrate, start_postgres
+from support.settings import DATABASES, SECRET
 from support.smtp import SmtpServer
 from support.web import Visitor
 
@@ -68,10 +67,7 @@ def database_url(request, tmp_path):
         return
     url = request.getfixturevalue("postgres_url")
     yield url
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    empty(url)
 
 
 # --- The app ----------------------------------------------------------------------

@@ -22,18 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from support.live import Browser, LiveServer, service_environment, start_gunicorn, stop_gunicorn
 from support.network import free_port
+from support.postgres import empty, needs_postgresql
 from support.redis_server import redis_url, shared_redis
-from support.settings import DATA_TABLES, DATABASES
 
 # Fixtures, imported so that pytest finds them in this module.
 __all__ = ["redis_url", "shared_redis"]
-# One PostgreSQL is the point: skipped only when TEST_DATABASES leaves it out.
-pytestmark = pytest.mark.skipif(
-    "postgresql" not in DATABASES, reason="TEST_DATABASES leaves PostgreSQL out"
-)
+# One PostgreSQL shared by every process is the point.
+pytestmark = needs_postgresql
 
 NGINX = Path("/usr/sbin/nginx")
 COMMAND = Path(sys.executable).parent / "auth-service"
@@ -122,10 +119,7 @@ def start_nginx(folder: Path, port: int, upstreams: list[int]) -> subprocess.Pop
 def cluster_database(postgres_url) -> Iterator[str]:
     """The session's PostgreSQL, emptied after the test."""
     yield postgres_url
-    engine = create_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    empty(postgres_url)
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 from support.live import Browser, start_serve, stop_gunicorn
-from support.postgres import PostgresServer, migrate, start_postgres
+from support.postgres import PostgresServer, migrate, needs_postgresql, start_postgres
 from support.redis_server import start_redis, stop_redis
-from support.settings import DATABASES, SECRET
+from support.settings import SECRET
 from support.web import assert_calm_page, csrf_token, in_english, text_of
 
 from auth_service import create_app
@@ -99,11 +99,6 @@ def test_a_read_only_database_gives_a_clear_page_and_writes_nothing(database_url
     writable.dispose()
 
 
-ON_POSTGRESQL = pytest.mark.skipif(
-    "postgresql" not in DATABASES, reason="TEST_DATABASES leaves PostgreSQL out"
-)
-
-
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server for this test alone, migrated: it will be restarted."""
@@ -115,7 +110,7 @@ def own_postgres() -> Iterator[PostgresServer]:
         server.remove()
 
 
-@ON_POSTGRESQL
+@needs_postgresql  # a server of its own, restarted
 def test_postgresql_restarted_under_load_gives_503s_then_recovers_alone(own_postgres, tmp_path):
     """Requests in flight while PostgreSQL restarts get the calm 503 page (never a 500),
     the service needs no restart, and no attempt is left without its mail."""

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from auth_service import create_app
 from auth_service.extensions import db
 from support.network import free_port
-from support.settings import SECRET
+from support.settings import DATA_TABLES, DATABASES, SECRET
 
 
 def postgres_bin() -> Path:
@@ -113,3 +113,18 @@ def migrate(url: str) -> None:
     with app.app_context():
         upgrade(directory=app.extensions["migrate"].directory)
         db.engine.dispose()
+
+
+# A test that needs PostgreSQL itself (its own server, or one shared by processes): left
+# out, and said so, only when a developer runs TEST_DATABASES=sqlite; CI runs both.
+needs_postgresql = pytest.mark.skipif(
+    "postgresql" not in DATABASES, reason="TEST_DATABASES leaves PostgreSQL out"
+)
+
+
+def empty(url: str) -> None:
+    """Delete every row the tests write, keeping the migrated schema."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
