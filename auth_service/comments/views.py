@@ -266,26 +266,24 @@ def moderation_page():
 @bp.post("/moderation/<public_id>/hide")
 def hide(public_id: str):
     """Hide a comment from everyone but its author."""
-    refused = _staff_only()
-    if refused is not None:
-        return refused
-    comment = _comment_or_404(public_id)
-    moderation.hide(comment, _signed_in_reader())
-    db.session.commit()
-    flash(_("The comment is hidden."), "success")
-    return _back_from_moderation(comment)
+    return _decide(public_id, moderation.hide, _("The comment is hidden."))
 
 
 @bp.post("/moderation/<public_id>/show")
 def show(public_id: str):
     """Approve a comment: shown to everyone, its reports cleared."""
+    return _decide(public_id, moderation.show, _("The comment is shown to everyone."))
+
+
+def _decide(public_id: str, decision, done: str):
+    """A moderator's decision on one comment, then back where they acted from."""
     refused = _staff_only()
     if refused is not None:
         return refused
     comment = _comment_or_404(public_id)
-    moderation.show(comment, _signed_in_reader())
+    decision(comment, _signed_in_reader())
     db.session.commit()
-    flash(_("The comment is shown to everyone."), "success")
+    flash(done, "success")
     return _back_from_moderation(comment)
 
 
