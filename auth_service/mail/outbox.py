@@ -1,7 +1,8 @@
 """The mail outbox: queue a message in the caller's transaction and wake the worker.
 
 A request never waits for SMTP. It writes an :class:`OutboxMessage` next to whatever
-else it changes, commits, and the worker (:mod:`.worker`) is woken after the commit.
+else it changes, commits, and the worker (:mod:`.worker`) is woken after the commit:
+by ``NOTIFY`` on PostgreSQL, by :mod:`.doorbell` on SQLite.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from ..extensions import db
 from ..metrics import MAILS
 from ..models import SIGN_IN_MAIL, OutboxMessage
+from . import doorbell
 from .rendering import RenderedMail
 
 NOTIFY_CHANNEL = "auth_service_outbox"
@@ -62,11 +64,23 @@ def init_app(app) -> None:
 
 
 def _wake_after_commit(session: Session) -> None:
-    """Wake an in-process worker once a transaction that queued mail has committed."""
+    """Wake the worker once a transaction that queued mail has committed: an in-process
+    one by its event, a separate one on SQLite by its doorbell (on PostgreSQL the
+    transaction's ``NOTIFY`` has just been delivered)."""
     if session.info.pop("outbox_queued", False):
         wakeup = current_app.extensions.get("outbox_wakeup")
         if wakeup is not None:
             wakeup.set()
+        database = sqlite_file(session.get_bind().url)
+        if database:
+            doorbell.ring(database)
+
+
+def sqlite_file(url) -> str | None:
+    """The file of a SQLite database URL; ``None`` for any other database, or memory."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
 
 
 def _forget_after_rollback(session: Session) -> None:

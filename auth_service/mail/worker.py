@@ -21,7 +21,8 @@ from ..metrics import MAILS
 from ..models import WebhookEvent, utcnow
 from ..publisher import webhooks
 from .copies import EditionCopies
-from .outbox import NOTIFY_CHANNEL, OUTBOX, SECRET_KINDS, SECRETS_REMOVED
+from .doorbell import Doorbell, ring
+from .outbox import NOTIFY_CHANNEL, OUTBOX, SECRET_KINDS, SECRETS_REMOVED, sqlite_file
 from .rendering import QueuedMessage
 from .transports import MESSAGE_REFUSALS, is_permanent, transport_for
 
@@ -375,8 +376,9 @@ class Worker:
     """Delivers the outbox until stopped, woken as soon as mail is queued.
 
     In the same process as the web app it is woken by an event set after commit; as a
-    separate process on PostgreSQL it listens for ``NOTIFY``; otherwise it looks every
-    ``OUTBOX_POLL_INTERVAL`` seconds (a fraction of a second by default).
+    separate process it listens for ``NOTIFY`` on PostgreSQL and waits on its doorbell
+    (:mod:`.doorbell`) on SQLite, still looking every ``OUTBOX_POLL_INTERVAL`` seconds
+    there, in case a ring cannot reach it.
     """
 
     def __init__(self, app: Flask, *, in_process: bool = False):
@@ -388,6 +390,7 @@ class Worker:
         if in_process:
             app.extensions["outbox_wakeup"] = self.wakeup
         self._listener = None
+        self._doorbell: Doorbell | None = None
 
     def run(self) -> None:
         """Deliver, then wait for a wake-up or the next retry, until :meth:`stop`.
@@ -402,6 +405,9 @@ class Worker:
             )
             webhook_thread.start()
         with self.app.app_context():
+            database = sqlite_file(db.engine.url)
+            if database and not self.in_process:
+                self._doorbell = Doorbell(database)
             try:
                 while not self.stopping.is_set():
                     self.wakeup.clear()
@@ -419,6 +425,8 @@ class Worker:
                     self._wait(wait)
             finally:
                 self._close_listener()
+                if self._doorbell is not None:
+                    self._doorbell.close()
                 db.session.remove()
                 if webhook_thread is not None:
                     webhook_thread.join(timeout=1)
@@ -447,6 +455,9 @@ class Worker:
         if self.in_process or listener is not None:
             poll = 30.0  # the after-commit event or PostgreSQL's NOTIFY wakes us
         timeout = poll if due_in is None else min(poll, due_in)
+        if self._doorbell is not None and self._doorbell.bound:
+            self._doorbell.wait(timeout)  # stop() rings it too
+            return
         if listener is None:
             self.wakeup.wait(timeout)
             return
@@ -490,6 +501,10 @@ class Worker:
         """Ask the loop to end after its current pass."""
         self.stopping.set()
         self.wakeup.set()
+        with self.app.app_context():
+            database = sqlite_file(db.engine.url)
+        if database and self._doorbell is not None:
+            ring(database)
 
     def start_thread(self) -> threading.Thread:
         """Run the worker in a daemon thread, for the demo and tests."""

@@ -653,6 +653,38 @@ def test_separate_worker_delivers_mail_queued_after_it_started(client, smtp_serv
     wait_until(all_sent)  # SMTP accepted; the worker marks them sent right after
 
 
+def test_a_separate_worker_is_woken_by_queued_mail_not_by_its_poll(
+    app, client, smtp_server, start_worker
+):
+    """NOTIFY on PostgreSQL, the doorbell's datagram on SQLite: with a poll of a minute,
+    only a wake-up can bring the second mail within the wait below."""
+    app.config["OUTBOX_POLL_INTERVAL"] = 60.0
+    start_worker(in_process=False)
+    ask_for_link(client, "first@example.com")
+    smtp_server.recorder.wait_for(1, timeout=10)
+    wait_until(all_sent)  # its pass is over: it is waiting now
+
+    ask_for_link(client, "second@example.com")
+
+    envelopes = smtp_server.recorder.wait_for(2, timeout=10)
+    assert envelopes[1].rcpt_tos == ["second@example.com"]
+
+
+def test_stopping_a_separate_worker_that_polls_rarely_ends_it_at_once(
+    app, client, smtp_server, start_worker
+):
+    app.config["OUTBOX_POLL_INTERVAL"] = 60.0
+    worker, thread = start_worker(in_process=False)
+    ask_for_link(client, "reader@example.com")
+    smtp_server.recorder.wait_for(1, timeout=10)
+    wait_until(all_sent)
+
+    worker.stop()
+    thread.join(10)
+
+    assert not thread.is_alive(), "stop() did not wake the waiting worker"
+
+
 def test_stopping_a_separate_worker_ends_it(client, smtp_server, start_worker):
     worker, thread = start_worker(in_process=False)
     ask_for_link(client, "reader@example.com")
