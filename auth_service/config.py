@@ -46,6 +46,10 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_NAME = "auth_session"
+    # A session lasts PERMANENT_SESSION_LIFETIME from its sign-in (its row says when),
+    # so its cookie need not be signed and sent again with every page: only when the
+    # session changes (sign-in, a new CSRF token, a language choice).
+    SESSION_REFRESH_EACH_REQUEST = False
     SESSION_COOKIE_SECURE = False  # forced on when PUBLIC_URL is https
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
