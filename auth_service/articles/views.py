@@ -5,7 +5,6 @@ from flask_login import current_user
 
 from ..auth.forms import blank_login_form
 from ..comments import listing
-from ..comments.forms import CommentForm
 from ..models import Article
 from ..security import private_page
 from . import meter, store
@@ -46,6 +45,12 @@ def render_article(
     else:
         wall = blank_login_form(url_for("articles.article", slug=found.slug))
     viewer_id = current_user.id if current_user.is_authenticated else None
+    comments = listing.page_of_threads(
+        found,
+        viewer_id,
+        order=request.args.get("order", ""),
+        number=comments_page or request.args.get("page", 1, type=int),
+    )
     response = make_response(
         render_template(
             "articles/article.html",
@@ -55,14 +60,9 @@ def render_article(
             metered=access.gated and access.entitled and not current_user.is_authenticated,
             meter=access.meter,
             wall=wall,
-            comment_count=listing.count(found),
-            comments=listing.page_of_threads(
-                found,
-                viewer_id,
-                order=request.args.get("order", ""),
-                number=comments_page or request.args.get("page", 1, type=int),
-            ),
-            comment_form=comment_form or CommentForm(formdata=None),
+            comment_count=comments.shown,
+            comments=comments,
+            comment_form=comment_form,
         ),
         status,
     )

@@ -20,7 +20,7 @@ import secrets
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from ..extensions import db
 from ..models import Reader, ReaderSession, utcnow
@@ -72,17 +72,24 @@ def open_session(
     return key
 
 
+# Built once: it runs on every page of a signed-in reader.
+_READER_OF_LIVE_SESSION = (
+    select(Reader)
+    .join(ReaderSession, ReaderSession.reader_id == Reader.id)
+    .where(
+        ReaderSession.key_hash == bindparam("key_hash"),
+        ReaderSession.created_at > bindparam("oldest"),
+    )
+)
+
+
 def reader_for(key: str, *, now: datetime | None = None) -> Reader | None:
     """The reader of a live session, in one query; ``None`` if it ended or expired."""
     if not isinstance(key, str) or not key or len(key) > 128:
         return None
     reader = db.session.scalar(
-        select(Reader)
-        .join(ReaderSession, ReaderSession.reader_id == Reader.id)
-        .where(
-            ReaderSession.key_hash == key_hash(key),
-            ReaderSession.created_at > _oldest_alive(now or utcnow()),
-        )
+        _READER_OF_LIVE_SESSION,
+        {"key_hash": key_hash(key), "oldest": _oldest_alive(now or utcnow())},
     )
     if reader is not None:
         reader.session_key = key
