@@ -47,6 +47,8 @@ def init_app(app: Flask) -> None:
         check_sqlite_version(sqlite3.sqlite_version_info)
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
         options.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # A file does not drop connections: the ping would be one more query per request.
+        options["pool_pre_ping"] = False
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
 
