@@ -224,6 +224,19 @@ def test_session_cookie_is_httponly_lax_and_lasts_thirty_days(reader):
     assert abs(expires - utcnow() - timedelta(days=30)) < timedelta(minutes=5)
 
 
+def test_reading_signed_in_sends_the_session_cookie_no_more(app, client, articles):
+    """The cookie lasts thirty days from the sign-in, like the session's row: pages do
+    not re-sign it, once it holds the CSRF secret the first page put there."""
+    sign_in(app, client)
+    first = client.get("/articles/train-de-nuit")
+    assert GATED_SENTENCE in first.get_data(as_text=True)
+
+    for path in ("/articles/train-de-nuit", "/", "/account"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers.getlist("Set-Cookie") == [], path
+
+
 # --- Signing out ---
 
 
