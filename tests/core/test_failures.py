@@ -3,10 +3,17 @@ sees, what the log says, and that the service recovers by itself."""
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis
@@ -99,6 +106,11 @@ def test_a_read_only_database_gives_a_clear_page_and_writes_nothing(database_url
     writable.dispose()
 
 
+def errors_in(log: str) -> str:
+    """The server's tracebacks in ``log``, to say why a request failed."""
+    return "\n".join(part for part in log.split("\n\n") if "Traceback" in part)[-6000:]
+
+
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server for this test alone, migrated: it will be restarted."""
@@ -144,7 +156,7 @@ def test_postgresql_restarted_under_load_gives_503s_then_recovers_alone(own_post
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
-        assert statuses[500] == 0, statuses
+        assert statuses[500] == 0, (statuses, errors_in(service.log_text()))
         assert statuses[503] + statuses["503 (form)"] > 0, statuses  # it was felt
         assert set(statuses) <= {303, 503, "503 (form)"}, statuses
         # Recovered by itself: the same processes sign readers up again.
@@ -163,3 +175,104 @@ def test_postgresql_restarted_under_load_gives_503s_then_recovers_alone(own_post
     finally:
         stop.set()
         stop_gunicorn(service)
+
+
+# --- A full disk ---------------------------------------------------------------------
+
+
+@contextmanager
+def small_disk(size: str = "16m") -> Iterator[Path]:
+    """A real file system of ``size`` (a tmpfs mounted for the test: CI runs as root),
+    so that the database's writes meet the kernel's own "No space left on device"."""
+    folder = Path(tempfile.mkdtemp(prefix="auth-service-small-disk-"))
+    folder.chmod(0o755)  # PostgreSQL's user must reach its tablespace in it
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    assert mounted.returncode == 0, f"cannot mount a small disk (run as root): {mounted.stderr}"
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+        folder.rmdir()
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of ``disk`` with one file; the file, to free them again."""
+    filler = disk / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for chunk in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    os.write(descriptor, b"\0" * chunk)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC, error
+    finally:
+        os.close(descriptor)
+    assert shutil.disk_usage(disk).free == 0
+    return filler
+
+
+def sign_up_on_a_full_disk_then_after(url: str, disk: Path) -> None:
+    """POST /login while ``disk`` is full: the calm 503 and nothing written; then, with
+    the space back, the same process signs the reader up: nothing to restart."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "RATELIMIT_ENABLED": False,
+            "PUBLIC_URL": "http://news.test",
+        }
+    )
+    client = in_english(app.test_client())
+    form = {"email": "lea@example.com", "csrf_token": csrf_token(client)}
+    filler = fill(disk)
+
+    answer = client.post("/login", data=form)
+
+    assert_calm_page(answer, 503)
+    assert "try again" in text_of(answer).lower()
+    filler.unlink()
+    assert client.post("/login", data=form).status_code == 303
+    with app.app_context():
+        attempts = db.session.scalar(text("SELECT count(*) FROM login_attempts"))
+        mails = db.session.scalar(text("SELECT count(*) FROM outbox_messages"))
+        db.session.remove()
+        db.engine.dispose()
+    assert (attempts, mails) == (1, 1)  # the refused one left neither half behind
+
+
+def test_a_full_disk_under_sqlite_gives_a_clear_page_writes_nothing_and_passes():
+    with small_disk() as disk:
+        url = f"sqlite:///{disk}/auth.sqlite3"
+        migrate(url)
+        sign_up_on_a_full_disk_then_after(url, disk)
+
+
+@needs_postgresql  # a server of its own, with a tablespace on the small disk
+def test_a_full_disk_under_postgresql_gives_a_clear_page_writes_nothing_and_passes():
+    server = start_postgres()
+    try:
+        migrate(server.url())
+        with small_disk() as disk:
+            space = disk / "tablespace"
+            space.mkdir(mode=0o700)
+            shutil.chown(space, "postgres")
+            admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                # The sign-up's first write, an attempt, must take a new page on this disk.
+                connection.execute(text(f"CREATE TABLESPACE small LOCATION '{space}'"))
+                connection.execute(text("ALTER TABLE login_attempts SET TABLESPACE small"))
+                indexes = connection.execute(
+                    text("SELECT indexname FROM pg_indexes WHERE tablename = 'login_attempts'")
+                ).scalars()
+                for index in list(indexes):
+                    connection.execute(text(f"ALTER INDEX {index} SET TABLESPACE small"))
+            admin.dispose()
+            sign_up_on_a_full_disk_then_after(server.url(), disk)
+    finally:
+        server.remove()
