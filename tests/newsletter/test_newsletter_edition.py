@@ -37,6 +37,7 @@ from support.newsletter import (
     is_subscribed,
     new_reader,
     newsletter_recipients,
+    parse,
     publish,
     reader_named,
     send,
@@ -544,6 +545,65 @@ def test_a_sender_killed_half_way_then_rerun_delivers_each_copy_exactly_once(
     assert rerun.exit_code == 0, rerun.output
     assert "sent 3" in rerun.output
     assert Counter(newsletter_recipients(smtp_server)) == dict.fromkeys(EVERYONE, 1)
+
+
+class SwallowingMailbox(StallingMailbox):
+    """Keeps every message it receives, but holds its "250" for those beyond ``accept``
+    until :attr:`release` is set: a sender killed meanwhile never learns that the
+    server took the message."""
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        """Keep the message; answer at once under the quota, else once released."""
+        with self.lock:
+            self.messages.append(envelope)
+            held = len(self.messages) > self.accept
+        if held:
+            self.stalled.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.02)
+        return "250 Message accepted for delivery"
+
+
+def test_a_sender_killed_after_the_server_took_a_copy_sends_only_that_one_again_same_id(
+    app, runner, smtp_server
+):
+    """The one duplicate a crash can make: the message whose "250" the dead worker never
+    read. It goes again with its Message-ID, so a mailbox shows it once."""
+    smtp_server.stop()
+    smtp_server.recorder = SwallowingMailbox(accept=2)
+    smtp_server.start()
+    publish()
+    for address in EVERYONE:
+        new_reader(address)
+    assert "queued 5" in send(runner).output
+    worker = worker_process(app, smtp_server)
+    try:
+        assert smtp_server.recorder.stalled.wait(60), "the worker never reached the third copy"
+        worker.send_signal(signal.SIGKILL)  # the server has the third copy; its 250 is held
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    smtp_server.recorder.release.set()
+    db.session.commit()
+    sent = select(func.count(OutboxMessage.id)).where(OutboxMessage.sent_at.isnot(None))
+    assert db.session.scalar(sent) == 2
+    assert len(smtp_server.messages) == 3
+    db.session.execute(update(OutboxMessage).values(claimed_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+
+    rerun = runner.invoke(args=["worker", "--once"])
+
+    assert rerun.exit_code == 0, rerun.output
+    assert "sent 3" in rerun.output
+    received = Counter(newsletter_recipients(smtp_server))
+    assert set(received) == set(EVERYONE)
+    [twice] = [address for address, times in received.items() if times == 2]
+    assert sorted(received.values()) == [1, 1, 1, 1, 2]
+    copies = [parse(m) for m in smtp_server.messages if m.rcpt_tos == [twice]]
+    assert len({copy["Message-ID"] for copy in copies}) == 1
+    assert copies[0]["Message-ID"] is not None
 
 
 class ClosingMailbox:
