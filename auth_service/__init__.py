@@ -64,7 +64,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     outbox.init_app(app)  # listeners: wake the mail worker after a commit that queued mail
 
-    app.register_blueprint(articles.bp)
+    articles.init_app(app)
     auth.init_app(app)
     api.init_app(app)  # the JSON API for the news site's pages, and its CORS
     app.register_blueprint(embed.bp)  # /embed/paywall.js: the wall in the news site's pages

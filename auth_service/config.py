@@ -155,6 +155,9 @@ class Config:
     # pages may call the JSON API with the reader's cookies (CORS with credentials),
     # and where a sign-in link may send the reader back to. A list, or comma-separated.
     ALLOWED_ORIGINS: list[str] = []
+    # Seconds an article read from the database serves the pages of this process:
+    # changes made elsewhere show within this long (0: read it for every page).
+    ARTICLE_CACHE_SECONDS = 5
     # Metering: registered articles a signed-out browser may read per period before the
     # wall shows (0: the wall from the first article). Counted in a signed cookie.
     PAYWALL_FREE_ARTICLES = 0
@@ -212,7 +215,12 @@ def load(app: Flask, test_config: dict | None) -> None:
         ]
     app.config["ALLOWED_ORIGINS"] = _origins(app.config["ALLOWED_ORIGINS"])
     app.config["METRICS_ALLOW_FROM"] = _networks(app.config["METRICS_ALLOW_FROM"])
-    for key in ("PAYWALL_FREE_ARTICLES", "PAYWALL_METER_DAYS", "ENTITLEMENT_TTL"):
+    for key in (
+        "PAYWALL_FREE_ARTICLES",
+        "PAYWALL_METER_DAYS",
+        "ENTITLEMENT_TTL",
+        "ARTICLE_CACHE_SECONDS",
+    ):
         app.config[key] = _whole_number(key, app.config[key])
     if app.config["ENTITLEMENT_TTL"] < 60:
         raise ConfigurationError("ENTITLEMENT_TTL must be at least 60 seconds.")

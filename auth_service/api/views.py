@@ -289,7 +289,7 @@ def logout():
 @bp.get("/articles/<slug>")
 def article(slug: str):
     """An article as the wall shows it; ``body_html`` only for a reader entitled to it."""
-    found = store.find(slug)
+    found = store.find_to_read(slug)
     if found is None:
         raise ApiError(404, "not_found", _("There is no article at this address."))
     access = meter.access_to(found, current_user)

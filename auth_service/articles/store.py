@@ -2,16 +2,26 @@
 
 ``import_articles`` upserts by slug. Bodies are cleaned with nh3 on the way in, and the
 opening paragraph is kept apart: it is all a signed-out reader gets of a gated body.
+
+The pages that only show an article read it through :func:`find_to_read`, from a shelf
+each process keeps for ``ARTICLE_CACHE_SECONDS``: when a story sends tens of thousands
+of readers to one article, the database is asked for it once per process and interval,
+not once per reader. A change made through this process empties its shelf at once; the
+other processes see it within the interval.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
 import nh3
+from flask import current_app
 from sqlalchemy import bindparam, select
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import update as sa_update
@@ -196,11 +206,13 @@ def upsert(values: dict) -> bool:
     if inserted is None:
         db.session.execute(sa_update(Article).where(Article.slug == values["slug"]).values(**row))
     db.session.expire_all()  # objects read before must see the statements' values
+    _shelf().clear()
     return inserted is not None
 
 
 def delete(slug: str) -> bool:
     """Delete the article with ``slug`` (published or not); ``False`` if there is none."""
+    _shelf().clear()
     return bool(db.session.execute(sa_delete(Article).where(Article.slug == slug)).rowcount)
 
 
@@ -238,6 +250,70 @@ def find(slug: str) -> Article | None:
     if len(slug) > 200 or not SLUG.match(slug):
         return None  # not a slug we could have stored: no need to ask the database
     return db.session.scalar(_PUBLISHED_BY_SLUG, {"slug": slug, "now": utcnow()})
+
+
+def find_to_read(slug: str) -> Article | None:
+    """:func:`find`, for a page that only shows the article: from this process's shelf
+    when it was read less than ``ARTICLE_CACHE_SECONDS`` ago (an article taken off or
+    put back under embargo meanwhile is not shown).
+
+    The article may be shared with other requests: read it; never change it or attach
+    it to another object (use :func:`find` for that).
+    """
+    shelf = _shelf()
+    if not shelf.seconds:
+        return find(slug)
+    now = time.monotonic()
+    kept = shelf.get(slug, now)
+    if kept is not None and kept.published_at <= utcnow():
+        return kept
+    found = find(slug)
+    if found is not None:
+        db.session.expunge(found)  # every column is loaded: it reads without a session
+        shelf.put(slug, found, now)
+    return found
+
+
+class Shelf:
+    """Articles found lately, each for ``seconds``, at most ``size`` of them (the least
+    recently read go first); shared by the threads of one process."""
+
+    def __init__(self, seconds: float, size: int = 256):
+        self.seconds = seconds
+        self.size = size
+        self._items: OrderedDict[str, tuple[float, Article]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, slug: str, now: float) -> Article | None:
+        """The article kept for ``slug``, unless it is older than ``seconds``."""
+        with self._lock:
+            kept = self._items.get(slug)
+            if kept is None or now - kept[0] >= self.seconds:
+                return None
+            self._items.move_to_end(slug)
+            return kept[1]
+
+    def put(self, slug: str, article: Article, now: float) -> None:
+        """Keep ``article`` from ``now``, making room if the shelf is full."""
+        with self._lock:
+            self._items[slug] = (now, article)
+            self._items.move_to_end(slug)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every article: one of them changed."""
+        with self._lock:
+            self._items.clear()
+
+
+def init_app(app) -> None:
+    """Give ``app`` its shelf of articles (``ARTICLE_CACHE_SECONDS``; 0: none)."""
+    app.extensions["article_shelf"] = Shelf(app.config["ARTICLE_CACHE_SECONDS"])
+
+
+def _shelf() -> Shelf:
+    return current_app.extensions["article_shelf"]
 
 
 # Built once (building it cost as much as running it): the article page's first query.

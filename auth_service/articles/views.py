@@ -25,7 +25,7 @@ def article(slug: str):
     A signed-out browser with free articles left on its meter reads the body, and the
     page says how many are left. Below it, the comments (``?order=``, ``?page=``).
     """
-    found = store.find(slug)
+    found = store.find_to_read(slug)
     if found is None:
         abort(404)
     return render_article(found)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from support.articles import GATED_SENTENCE, OPENING, PUBLIC_SENTENCE, STANDFIRST
+import time
+
+import pytest
+from sqlalchemy import event
+from support.articles import ARTICLES, GATED_SENTENCE, OPENING, PUBLIC_SENTENCE, STANDFIRST
 from support.web import assert_calm_page, forms_of, in_english, sign_in, text_of
 
-from auth_service.articles.store import import_articles
+from auth_service import create_app
+from auth_service.articles.store import Shelf, delete, import_articles
 from auth_service.cli import demo_articles
+from auth_service.config import ConfigurationError
+from auth_service.extensions import db
+from auth_service.models import Article
 
 
 def test_front_page_lists_published_articles_linking_to_their_pages(client, articles):
@@ -87,3 +95,112 @@ def test_unknown_article_shows_a_not_found_page(client, articles):
     response = client.get("/articles/no-such-article")
     assert_calm_page(response, 404)
     assert "Page not found" in text_of(in_english(client).get("/articles/no-such-article"))
+
+
+# --- The shelf: an article read once serves a process's pages for a few seconds ------
+
+
+def article_reads(app, client, path: str) -> int:
+    """How many statements read the articles table while ``client`` GETs ``path``."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return sum("FROM articles" in statement for statement in statements)
+
+
+def renamed(title: str) -> list[dict]:
+    """The test's gated article with another title."""
+    return [{**ARTICLES[0], "title": title}]
+
+
+def test_an_article_page_asks_the_database_once_per_interval(app, client, articles):
+    assert article_reads(app, client, "/articles/train-de-nuit") == 1
+    assert article_reads(app, client, "/articles/train-de-nuit") == 0
+    assert article_reads(app, client, "/api/v1/articles/train-de-nuit") == 0
+    assert article_reads(app, client, "/articles/rivieres") == 1
+
+
+@pytest.mark.settings(ARTICLE_CACHE_SECONDS=0)
+def test_with_no_interval_every_page_asks_the_database(app, client, articles):
+    assert article_reads(app, client, "/articles/train-de-nuit") == 1
+    assert article_reads(app, client, "/articles/train-de-nuit") == 1
+
+
+def test_a_shelved_article_still_shows_each_reader_only_what_they_may_read(app, client, articles):
+    sign_in(app, client)
+    assert GATED_SENTENCE in client.get("/articles/train-de-nuit").get_data(as_text=True)
+    stranger = app.test_client()
+
+    page = stranger.get("/articles/train-de-nuit")
+
+    assert GATED_SENTENCE not in page.get_data(as_text=True)
+    assert forms_of(page, "/login")  # the wall
+
+
+def test_a_change_made_through_this_process_shows_at_once(app, client, articles):
+    client.get("/articles/train-de-nuit")
+    import_articles(renamed("Le train de nuit repart"))
+
+    assert "Le train de nuit repart" in client.get("/articles/train-de-nuit").get_data(as_text=True)
+
+
+def rename_elsewhere(app, title: str) -> None:
+    """Rename the gated article through another process's app (its own shelf)."""
+    elsewhere = create_app(dict(app.config))
+    with elsewhere.app_context():
+        import_articles(renamed(title))
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.settings(ARTICLE_CACHE_SECONDS=600)
+def test_a_change_made_by_another_process_waits_for_the_interval(app, client, articles):
+    assert "Le train de nuit revient" in text_of(client.get("/articles/train-de-nuit"))
+    rename_elsewhere(app, "Le train de nuit repart")
+
+    assert "Le train de nuit revient" in text_of(client.get("/articles/train-de-nuit"))
+
+
+@pytest.mark.settings(ARTICLE_CACHE_SECONDS=1)
+def test_a_change_made_by_another_process_shows_once_the_interval_is_over(app, client, articles):
+    assert "Le train de nuit revient" in text_of(client.get("/articles/train-de-nuit"))
+    rename_elsewhere(app, "Le train de nuit repart")
+    time.sleep(1.1)
+
+    assert "Le train de nuit repart" in text_of(client.get("/articles/train-de-nuit"))
+
+
+def test_an_article_deleted_by_the_publisher_is_gone_at_once_from_this_process(
+    app, client, articles
+):
+    client.get("/articles/train-de-nuit")
+    assert delete("train-de-nuit")
+    db.session.commit()
+
+    assert_calm_page(client.get("/articles/train-de-nuit"), 404)
+
+
+def test_the_shelf_keeps_the_newest_read_and_forgets_the_oldest():
+    shelf = Shelf(seconds=5, size=2)
+    first, second, third = Article(slug="a"), Article(slug="b"), Article(slug="c")
+    shelf.put("a", first, now=0)
+    shelf.put("b", second, now=0)
+    assert shelf.get("a", now=1) is first  # read lately: kept over "b"
+    shelf.put("c", third, now=1)
+
+    assert shelf.get("b", now=1) is None
+    assert shelf.get("a", now=1) is first and shelf.get("c", now=1) is third
+    assert shelf.get("a", now=5) is None  # five seconds after it was read
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "1.5"])
+def test_the_interval_must_be_a_whole_number_of_seconds(value):
+    with pytest.raises(ConfigurationError, match="ARTICLE_CACHE_SECONDS"):
+        create_app({"SECRET_KEY": "x" * 32, "ARTICLE_CACHE_SECONDS": value})
