@@ -78,11 +78,6 @@ _COUNTS = {
 }
 
 
-def count(article: Article) -> int:
-    """How many comments and replies of ``article`` every reader sees."""
-    return db.session.scalar(_SHOWN, {"article_id": article.id})
-
-
 def _ordering(order: str):
     """Threads newest or oldest first; the id breaks ties of one instant."""
     if order == "oldest":
@@ -187,12 +182,12 @@ def page_of_threads(
             threads[reply.parent_id].replies.append(reply)
     page = Page(list(threads.values()), order, number, pages, viewer_id, now or utcnow(), shown)
     if viewer_id is not None and threads:
-        shown = [thread.comment.id for thread in page.threads]
-        shown += [reply.id for thread in page.threads for reply in thread.replies]
+        on_page = [thread.comment.id for thread in page.threads]
+        on_page += [reply.id for thread in page.threads for reply in thread.replies]
         page.reported = set(
             db.session.scalars(
                 select(CommentReport.comment_id).where(
-                    CommentReport.reader_id == viewer_id, CommentReport.comment_id.in_(shown)
+                    CommentReport.reader_id == viewer_id, CommentReport.comment_id.in_(on_page)
                 )
             )
         )

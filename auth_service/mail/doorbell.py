@@ -42,6 +42,7 @@ class Doorbell:
     """The worker's end: bound at creation, or ``bound`` is false and it only sleeps."""
 
     def __init__(self, database: str):
+        self.database = database
         self._socket: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             self._socket.bind(address_of(database))

@@ -501,10 +501,8 @@ class Worker:
         """Ask the loop to end after its current pass."""
         self.stopping.set()
         self.wakeup.set()
-        with self.app.app_context():
-            database = sqlite_file(db.engine.url)
-        if database and self._doorbell is not None:
-            ring(database)
+        if self._doorbell is not None:
+            ring(self._doorbell.database)  # it may be waiting on the socket
 
     def start_thread(self) -> threading.Thread:
         """Run the worker in a daemon thread, for the demo and tests."""
