@@ -13,9 +13,8 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
 import pytest
-from sqlalchemy import event
 from support.articles import GATED_SENTENCE
-from support.web import Visitor, csrf_token, forms_of, post_form, session_cookie
+from support.web import Visitor, csrf_token, forms_of, post_form, session_cookie, statements
 
 from auth_service.extensions import db
 from auth_service.models import ReaderSession, utcnow
@@ -158,21 +157,11 @@ def test_a_signed_in_page_costs_one_query_for_the_reader(app, client):
     """The session lookup replaces the reader lookup: one statement, the session joined
     to its reader, and nothing written while the reader reads."""
     sign_in(app, client)
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
     signed_out = app.test_client()
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with statements() as anonymous:
         signed_out.get("/")
-        anonymous = list(statements)
-        statements.clear()
+    with statements() as signed_in:
         client.get("/")
-        signed_in = list(statements)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     extra = [s for s in signed_in if s not in anonymous]
     assert len(signed_in) == len(anonymous) + 1, extra
     [lookup] = extra

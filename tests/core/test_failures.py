@@ -127,24 +127,29 @@ def test_postgresql_restarted_under_load_gives_503s_then_recovers_alone(own_post
     """Requests in flight while PostgreSQL restarts get the calm 503 page (never a 500),
     the service needs no restart, and no attempt is left without its mail."""
     service = start_serve(own_postgres.url(), tmp_path)
-    statuses: Counter = Counter()
+    counted: list[Counter] = [Counter() for _ in range(4)]  # one per thread: no lost count
+    errors: list[BaseException] = []
     stop = threading.Event()
 
     def reader(number: int) -> None:
         browser = Browser(service)
+        statuses = counted[number]
         sent = 0
-        while not stop.is_set():
-            try:
-                token = browser.csrf_token()
-            except AssertionError:  # the form page itself was a 503
-                statuses["503 (form)"] += 1
-                time.sleep(0.05)
-                continue
-            form = {"email": f"charge{number}-{sent}@example.com", "csrf_token": token}
-            statuses[browser.post("/login", form).status] += 1
-            sent += 1
+        try:
+            while not stop.is_set():
+                try:
+                    token = browser.csrf_token()
+                except AssertionError:  # the form page itself was a 503
+                    statuses["503 (form)"] += 1
+                    time.sleep(0.05)
+                    continue
+                form = {"email": f"charge{number}-{sent}@example.com", "csrf_token": token}
+                statuses[browser.post("/login", form).status] += 1
+                sent += 1
+        except BaseException as error:  # reported below, not lost with the thread
+            errors.append(error)
 
-    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(len(counted))]
     try:
         for thread in threads:
             thread.start()
@@ -156,6 +161,9 @@ def test_postgresql_restarted_under_load_gives_503s_then_recovers_alone(own_post
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads), "a reader hung"
+        assert errors == []
+        statuses = sum(counted, Counter())
         assert statuses[500] == 0, (statuses, errors_in(service.log_text()))
         assert statuses[503] + statuses["503 (form)"] > 0, statuses  # it was felt
         assert set(statuses) <= {303, 503, "503 (form)"}, statuses

@@ -7,12 +7,14 @@ reads the mail the service queued in its outbox table.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from auth_service import create_app
 from auth_service.extensions import db
@@ -200,3 +202,19 @@ def session_cookie(browser) -> str | None:
     """The value of the browser's session cookie, if it has one."""
     cookie = browser.get_cookie("auth_session")
     return cookie.value if cookie else None
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """The SQL statements the app's engine sends meanwhile, in order (a list filled as
+    they go)."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
