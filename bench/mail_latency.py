@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import socket
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,9 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from support.network import free_port
 
 from auth_service import create_app
 from auth_service.extensions import db
@@ -61,13 +63,6 @@ class Sink:
         with self.condition:
             self.condition.wait_for(lambda: address in self.arrived, timeout)
             return self.arrived.get(address)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now, on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def build_app(database_url: str, smtp_port: int, poll_interval: float | None):
@@ -166,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the options, run both modes, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "-n", "--count", type=int, default=50, help="sign-ins per worker mode (default: 50)"
+        "-n", "--count", type=int, default=100, help="sign-ins per worker mode (default: 100)"
     )
     parser.add_argument(
         "--database-url",

@@ -51,10 +51,7 @@ import multiprocessing
 import os
 import pstats
 import resource
-import shutil
 import smtplib
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,18 +61,15 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.network import free_port  # noqa: E402
 
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"
 CHUNK = 5000  # rows per bulk insert during setup
 RAW_SENDER = "bench@news.test"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now, on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def maxrss_mb() -> float:
@@ -156,92 +150,35 @@ class Sink:
 # --- A private PostgreSQL server --------------------------------------------------------
 
 
-def _as_postgres(command: list[str]) -> list[str]:
-    """Run as the postgres user when we are root: the server refuses to run as root."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 @contextmanager
 def private_postgres():
-    """A PostgreSQL server of our own on 127.0.0.1 in a temporary folder, removed after.
+    """A PostgreSQL server of our own on 127.0.0.1 (the tests' way to start one), removed
+    after.
 
     PostgreSQL's default settings (fsync and synchronous commit on), unlike the test
     suite's server: the delivery commits once per message and that cost is real.
     """
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
+    if not sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         raise SystemExit(
             "PostgreSQL is not installed (apt-get install postgresql); "
             "or run with --database sqlite"
         )
-    binaries = found[-1].parent
-    folder = Path(tempfile.mkdtemp(prefix="bench-newsletter-pg-"))
-    data = folder / "data"
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    port = free_port()
-    started = False
-    try:
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(binaries / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(binaries / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-w",
-                    "-l",
-                    str(folder / "log"),
-                    "-o",
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        started = True
-        from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine, text
+    from support.postgres import start_postgres
 
-        admin = create_engine(
-            f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT"
-        )
+    server = start_postgres("bench", fsync=True)
+    try:
+        admin = create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
-            connection.execute(text("CREATE DATABASE bench"))
             connection.execute(text("CREATE DATABASE bench_trace"))
             version = connection.execute(text("SHOW server_version")).scalar()
         admin.dispose()
-        server = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
         yield (
-            {"main": f"{server}/bench", "trace": f"{server}/bench_trace"},
+            {"main": server.url("bench"), "trace": server.url("bench_trace")},
             f"PostgreSQL {version.split()[0]}",
         )
     finally:
-        if started:
-            subprocess.run(
-                _as_postgres(
-                    [str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
-                ),
-                capture_output=True,
-            )
-        shutil.rmtree(folder, ignore_errors=True)
+        server.remove()
 
 
 # --- One database, in a process of its own ----------------------------------------------

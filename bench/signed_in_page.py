@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,8 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from flask_migrate import upgrade  # noqa: E402
+from support.network import free_port  # noqa: E402
 
 from auth_service import create_app  # noqa: E402
 from auth_service.articles.store import import_articles  # noqa: E402
@@ -61,12 +62,6 @@ HEADERS = {headers!r}
 def article(slug):
     return Response(BODY, headers=HEADERS)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def prepare(database_url: str, folder: Path) -> tuple[str, str, bytes, dict]:
@@ -172,19 +167,23 @@ def main() -> None:
         "constant": ("constant:app", folder),
     }
     ports = {name: free_port() for name in sides}
-    servers = [
-        start([app], ports[name], environment, cwd, options.threads)
-        for name, (app, cwd) in sides.items()
-    ]
+    servers = []
     rates: dict[str, list[float]] = {name: [] for name in sides}
     try:
+        for name, (app, cwd) in sides.items():
+            servers.append(start([app], ports[name], environment, cwd, options.threads))
         bare_page = fetch(f"http://127.0.0.1:{ports['bare']}{path}", cookie)
         if len(bare_page) != len(body):
             raise SystemExit(f"the bare page is {len(bare_page)} bytes, ours {len(body)}")
-        for _ in range(options.rounds):
-            for name, port in ports.items():
-                target = f"http://127.0.0.1:{port}{path}"
-                rates[name].append(wrk(target, cookie, options.duration, options.connections))
+        targets = {name: f"http://127.0.0.1:{port}{path}" for name, port in ports.items()}
+        for target in targets.values():  # a warm-up, not counted
+            wrk(target, cookie, 2, options.connections)
+        for number in range(options.rounds):  # the order reversed every other round
+            order = list(targets) if number % 2 == 0 else list(reversed(targets))
+            for name in order:
+                rates[name].append(
+                    wrk(targets[name], cookie, options.duration, options.connections)
+                )
     finally:
         for process in servers:
             process.terminate()

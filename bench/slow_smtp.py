@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from mail_latency import percentile  # noqa: E402
 from support.live import (  # noqa: E402
     CSRF_FIELD,
     LiveServer,
@@ -239,12 +240,6 @@ def wait_for_mail(stack: Stack, deadline: float) -> None:
     """Wait until the sink has as many mails as addresses were asked for, or time out."""
     while len(stack.sink.arrivals()) < len(stack.addresses) and time.time() < deadline:
         time.sleep(0.5)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``values``."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
 
 
 def pooled(stack: Stack) -> list[float]:

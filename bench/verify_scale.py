@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import random
 import re
@@ -50,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from flask_migrate import upgrade  # noqa: E402
+from mail_latency import percentile  # noqa: E402
 from sqlalchemy import create_engine, event, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -143,12 +143,6 @@ FILL = {
         SELECT 'auth-service/bench/' || n, 1, extract(epoch FROM now()) + random() * 86400
         FROM generate_series(1, CAST(:last AS bigint) / 20) AS n""",
 }
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``values``."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
 
 
 def fill(engine, size: int) -> None:

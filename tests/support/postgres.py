@@ -40,6 +40,7 @@ def _as_postgres(command: list[str]) -> list[str]:
 class PostgresServer:
     folder: Path
     port: int
+    fsync: bool = False  # off for tests (nothing here must survive a crash of the machine)
 
     @property
     def data(self) -> Path:
@@ -56,7 +57,9 @@ class PostgresServer:
         )
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        if not self.fsync:
+            options += " -c fsync=off"
         self.pg_ctl("-w", "-l", str(self.folder / "log"), "-o", options, "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -72,12 +75,13 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_postgres(database: str = "auth_test") -> PostgresServer:
-    """Initialise, start and create ``database`` on a new server."""
+def start_postgres(database: str = "auth_test", *, fsync: bool = False) -> PostgresServer:
+    """Initialise, start and create ``database`` on a new server (``fsync``: PostgreSQL's
+    own default, for benchmarks whose commits must cost what they cost in production)."""
     folder = Path(tempfile.mkdtemp(prefix="auth-service-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
-    server = PostgresServer(folder, free_port())
+    server = PostgresServer(folder, free_port(), fsync)
     subprocess.run(
         _as_postgres(
             [
