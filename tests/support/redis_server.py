@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from support.network import free_port
+from support.network import free_port, stop_process
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
 START_TIMEOUT = 30  # seconds
@@ -71,12 +71,7 @@ def start_redis(folder: Path, port: int | None = None) -> tuple[str, subprocess.
 
 def stop_redis(server: subprocess.Popen) -> None:
     """Stop a redis-server started by :func:`start_redis`."""
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(timeout=10)
+    stop_process(server, timeout=10)
 
 
 @pytest.fixture(scope="module")
