@@ -98,12 +98,16 @@ def test_a_reload_drops_no_request_and_the_counts_survive_it(served):
     for _ in range(5):
         served.get("/healthz")
     before = served.counted("/healthz")
+    old_workers = worker_files(served)
     served.process.send_signal(signal.SIGHUP)  # new workers, old ones finish their requests
-    answered = 0
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
+    # Ask through the hand-over: until a new worker has answered, then a few more.
+    answered, after_new, deadline = 0, 0, time.monotonic() + 30
+    while after_new < 5:
         assert served.get("/healthz")[0] == 200
         answered += 1
+        if worker_files(served) - old_workers:
+            after_new += 1
+        assert time.monotonic() < deadline, "no new worker answered within 30 s"
     assert served.counted("/healthz") == before + answered
 
 
