@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from .config import ConfigurationError
 from .extensions import db
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # INSERT … ON CONFLICT … RETURNING, spelled the same on both databases but built by
@@ -51,6 +55,27 @@ def init_app(app: Flask) -> None:
         options["pool_pre_ping"] = False
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
+    # Teardowns run last-registered first: this one ends the session before
+    # Flask-SQLAlchemy's, which then finds nothing left to close.
+    app.teardown_appcontext(_end_session)
+
+
+def end_transaction() -> None:
+    """Roll back what the request began. If the database went away in the middle (a
+    restart, a failover, a cut connection), the rollback fails too: then the session's
+    connections are dropped, not returned to the pool, and no error escapes, so the
+    request's answer, already decided, still reaches the reader."""
+    try:
+        db.session.rollback()
+    except SQLAlchemyError as error:
+        log.warning("The database went away while a request ended: %s", error)
+        db.session().invalidate()  # talks to no server: it discards the connections
+        db.session.remove()
+
+
+def _end_session(_error: BaseException | None) -> None:
+    end_transaction()
+    db.session.remove()
 
 
 def check_sqlite_version(version: tuple[int, ...]) -> None:

@@ -10,7 +10,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import InternalError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.orm.exc import ObjectDeletedError
 from werkzeug.exceptions import (
     BadRequest,
@@ -21,7 +21,8 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
 )
 
-from .extensions import db, limiter
+from .database import end_transaction
+from .extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -229,19 +230,10 @@ def _csrf_error(error: CSRFError):
     )
 
 
-def _end_transaction() -> None:
-    """Roll back what the request began; if even that fails (the server went away in
-    the middle), drop the session: the error page must not become a 500."""
-    try:
-        db.session.rollback()
-    except SQLAlchemyError:
-        db.session.remove()
-
-
 def _database_down(error: OperationalError):
     """The database does not answer: say so, do not show SQL."""
     log.error("Database unavailable: %s", error)
-    _end_transaction()
+    end_transaction()
     return error_response(503)
 
 
@@ -253,7 +245,7 @@ CANNOT_WRITE_NOW = ("25006", "53")
 def _database_refuses(error: InternalError):
     """A database that cannot write just now (a standby after a failover, a full disk):
     the same calm 503 as a database that does not answer; anything else is a 500."""
-    _end_transaction()
+    end_transaction()
     state = getattr(error.orig, "sqlstate", None) or ""
     if state.startswith(CANNOT_WRITE_NOW):
         log.error("Database cannot write: %s", error.orig)
@@ -266,7 +258,7 @@ def _account_gone(error: ObjectDeletedError):
     """The reader's account was deleted (in another tab, on another device) while this
     request ran: nothing of it is saved, and the reader is told so, not shown a 500."""
     log.info("A request met an account deleted meanwhile: %s", error)
-    db.session.rollback()
+    end_transaction()
     return error_response(
         410,
         code="account_gone",
