@@ -60,8 +60,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     metrics.init_app(app)  # /metrics, and every request counted and timed
 
     from . import account, api, articles, auth, comments, embed, entitlement, health, newsletter
-    from .mail import dev_mailbox, outbox
+    from .mail import dev_mailbox, dkim, outbox
 
+    dkim.init_app(app)  # the signing key, read once; a start refused if it cannot sign
     outbox.init_app(app)  # listeners: wake the mail worker after a commit that queued mail
 
     articles.init_app(app)

@@ -21,6 +21,7 @@ from .articles.store import ArticleError, import_articles
 from .config import ConfigurationError
 from .entitlement.keys_cli import keys_group
 from .extensions import db
+from .mail.dkim_cli import dkim_group
 from .mail.worker import Worker, deliver_due
 from .newsletter.editions import EditionError, queue_edition, today
 from .newsletter.subscribers_cli import subscribers_group
@@ -193,6 +194,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(keys_group)
     app.cli.add_command(api_keys_group)
+    app.cli.add_command(dkim_group)
 
 
 def _create_app_for_cli() -> Flask:

@@ -72,6 +72,11 @@ class Config:
     # (SendGrid at 100), and a fresh one costs a few milliseconds.
     MAIL_MESSAGES_PER_CONNECTION = 100
     MAIL_SUPPRESS_SEND = False  # Flask-Mail would otherwise stay silent under testing
+    # DKIM (mail/dkim.py): a selector and the PEM file of its RSA key sign every mail;
+    # DKIM_DOMAIN is the d= domain, by default MAIL_DEFAULT_SENDER's. Unset: unsigned.
+    DKIM_SELECTOR: str | None = None
+    DKIM_DOMAIN: str | None = None
+    DKIM_PRIVATE_KEY_FILE: str | None = None
     # Worker: how often an idle worker looks at the outbox when nothing wakes it.
     OUTBOX_POLL_INTERVAL = 0.2
     OUTBOX_BATCH_SIZE = 100

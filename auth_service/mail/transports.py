@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from flask_mail import Connection
 
 from .copies import EditionCopies
+from .dkim import Signer, signer_of
 from .rendering import QueuedMessage, bodies_of, build_message
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class SmtpTransport:
         """
         # Flask-Mail keeps the app's SMTP settings in its per-app state object.
         with _TimedConnection(current_app.extensions["mail"]) as connection:
-            yield _SmtpSender(connection.host, copies or EditionCopies())
+            yield _SmtpSender(connection.host, copies or EditionCopies(), signer_of(current_app))
 
 
 class _TimedConnection(Connection):
@@ -87,9 +88,10 @@ class _SslHost(_Meanwhile, smtplib.SMTP_SSL):
 class _SmtpSender:
     """One open SMTP connection: sends outbox rows, newsletter copies spliced."""
 
-    def __init__(self, host: smtplib.SMTP, copies: EditionCopies):
+    def __init__(self, host: smtplib.SMTP, copies: EditionCopies, signer: Signer | None):
         self.host = host
         self.copies = copies
+        self.signer = signer
 
     def send(self, message: QueuedMessage, *, meanwhile=None) -> None:
         """Send one message; call ``meanwhile()``, if given, while the server answers its
@@ -103,6 +105,8 @@ class _SmtpSender:
             # Written by the message's own policy, as the splice and the dev mailbox
             # are (smtplib's send_message would turn body lines "From …" into ">From …").
             data = build_message(message).as_bytes()
+        if self.signer is not None:
+            data = self.signer.sign(data)  # last: over the very bytes sent
         if not message.to_address.isascii():
             options.append("SMTPUTF8")  # smtplib refuses if the server cannot
         self.host.meanwhile = meanwhile
@@ -133,7 +137,9 @@ class DevMailbox:
             meanwhile()
         path = self.folder / f"{message.created_at:%Y%m%d-%H%M%S}-{message.id:06d}.eml"
         temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(build_message(message).as_bytes())
+        data = build_message(message).as_bytes()
+        signer = signer_of(current_app)
+        temporary.write_bytes(signer.sign(data) if signer is not None else data)
         temporary.replace(path)
         # A newsletter copy's row holds no body: read the text the reader gets.
         _subject, text, _html = bodies_of(message)

@@ -1,0 +1,202 @@
+"""DKIM: every mail the service sends is signed for its domain (RFC 6376, RFC 8301).
+
+Receivers (Gmail, Yahoo, Outlook) check the ``DKIM-Signature`` header against the
+public key the publisher puts in DNS at ``<selector>._domainkey.<domain>``; with SPF and
+DMARC, it is how they know the mail is the site's own and not a forgery.
+
+The settings: ``DKIM_SELECTOR`` turns signing on, ``DKIM_PRIVATE_KEY_FILE`` names the
+PEM file of the RSA key (read once at start: the key is never in a setting's value, the
+database or a log line) and ``DKIM_DOMAIN`` is the ``d=`` domain, by default the domain
+of ``MAIL_DEFAULT_SENDER``. ``auth-service dkim keygen`` writes a key and prints the
+record to publish.
+
+dkimpy canonicalizes the message (``relaxed/relaxed``: what survives the whitespace
+changes of relays) and its verifier checks our signatures in the tests. The header and
+the RSA signature are made here, with ``cryptography``'s OpenSSL: dkimpy's own RSA is
+written in Python and takes about 8 ms a message, four times the whole delivery of a
+newsletter copy; OpenSSL's takes 0.3 ms.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim import rfc822_parse
+from dkim.canonicalization import Relaxed
+from flask import Flask
+
+from ..config import ConfigurationError
+
+# The headers a receiver's verdict depends on, signed when present: who, to whom, what,
+# when, which message, how to unsubscribe, and how the body is to be read.
+SIGNED_HEADERS = (
+    "From", "To", "Subject", "Date", "Message-ID", "Reply-To",
+    "List-Unsubscribe", "List-Unsubscribe-Post", "List-Id", "Auto-Submitted",
+    "Content-Language", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+)  # fmt: skip
+# Named once more than they occur: a second From or Subject added on the way (to show
+# the reader another sender or subject) breaks the signature.
+SEALED_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "Reply-To")
+SMALLEST_KEY_BITS = 1024  # RFC 8301: verifiers ignore smaller RSA keys
+# A selector or a domain: DNS labels of letters, digits and hyphens, joined by dots.
+DNS_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+LINE = 72  # characters of a folded header line, after its tab
+
+
+class Signer:
+    """Signs whole messages, as bytes, with one key for one selector and domain."""
+
+    def __init__(self, selector: str, domain: str, key: rsa.RSAPrivateKey):
+        self.selector = selector
+        self.domain = domain
+        self.key = key
+
+    def sign(self, message: bytes, *, now: float | None = None) -> bytes:
+        """``message`` with its ``DKIM-Signature`` header put first."""
+        headers, body = rfc822_parse(message)
+        body_hash = hashlib.sha256(Relaxed.canonicalize_body(body)).digest()
+        present = {name.lower() for name, _value in headers}
+        names = [name for name in SIGNED_HEADERS if name.lower().encode() in present]
+        names += [name for name in SEALED_HEADERS if name.lower().encode() in present]
+        tags = [
+            "v=1",
+            "a=rsa-sha256",
+            "c=relaxed/relaxed",
+            f"d={self.domain}",
+            f"s={self.selector}",
+            f"t={int(now if now is not None else time.time())}",
+            f"h={':'.join(names)}",
+            f"bh={base64.b64encode(body_hash).decode('ascii')}",
+        ]
+        # What the receiver hashes is the header as it arrives, unfolded by the relaxed
+        # canonicalization, with b= empty: so it is folded first, then hashed.
+        unsigned = _folded(tags) + ";\r\n\tb="
+        digest = hashlib.sha256()
+        chosen = _chosen(headers, [name.lower().encode("ascii") for name in names])
+        for name, value in Relaxed.canonicalize_headers(chosen):
+            digest.update(name + b":" + value)
+        [(name, value)] = Relaxed.canonicalize_headers(
+            [(b"DKIM-Signature", b" " + unsigned.encode("ascii"))]
+        )
+        digest.update(name + b":" + value.rstrip(b"\r\n"))  # its own header: no line end
+        signature = self.key.sign(digest.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+        encoded = base64.b64encode(signature).decode("ascii")
+        lines = [encoded[start : start + LINE] for start in range(0, len(encoded), LINE)]
+        header = "DKIM-Signature: " + unsigned + "\r\n\t".join(lines) + "\r\n"
+        return header.encode("ascii") + message
+
+
+def _chosen(headers: list, names: list[bytes]) -> list:
+    """The header fields ``names`` signs, in its order: for a name given twice, the
+    last field of that name first, then the one above it (RFC 6376 5.4.2); a name with
+    no field left signs nothing, so that one added later breaks the signature."""
+    chosen, used = [], set()
+    for name in names:
+        for index in range(len(headers) - 1, -1, -1):
+            if index not in used and headers[index][0].lower() == name:
+                used.add(index)
+                chosen.append(headers[index])
+                break
+    return chosen
+
+
+def _folded(tags: list[str]) -> str:
+    """The tags joined by ``;``, on lines of at most ``LINE`` characters: broken between
+    tags, and inside ``h=`` after a colon, where a verifier ignores the whitespace."""
+    lines, line = [], ""
+    for tag in tags:
+        pieces = re.split(r"(?<=:)", tag) if tag.startswith("h=") else [tag]
+        for number, piece in enumerate(pieces):
+            joint = "; " if line and number == 0 else ""
+            room = LINE - len("DKIM-Signature: ") * (not lines)  # the first holds the name
+            if line and len(line) + len(joint) + len(piece) > room:
+                lines.append(line + joint.rstrip())
+                line, joint = "", ""
+            line += joint + piece
+    lines.append(line)
+    return "\r\n\t".join(lines)
+
+
+def load_key(path: Path) -> rsa.RSAPrivateKey:
+    """The RSA private key in the PEM file ``path``, or a ConfigurationError saying why not."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(
+            f"DKIM_PRIVATE_KEY_FILE {str(path)!r} cannot be read ({error.strerror}); "
+            "make it with `auth-service dkim keygen` and let the service's user read it."
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"DKIM_PRIVATE_KEY_FILE {str(path)!r} is not an unencrypted PEM private key."
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigurationError(
+            f"DKIM_PRIVATE_KEY_FILE {str(path)!r} holds no RSA key: receivers such as Gmail "
+            "verify RSA signatures only."
+        )
+    if key.key_size < SMALLEST_KEY_BITS:
+        raise ConfigurationError(
+            f"The DKIM key is {key.key_size} bits; receivers ignore RSA keys under "
+            f"{SMALLEST_KEY_BITS} bits (2048 is the usual size)."
+        )
+    return key
+
+
+def public_record(key: rsa.RSAPrivateKey) -> str:
+    """The value of the DNS TXT record that publishes ``key``'s public half."""
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode("ascii")
+
+
+def zone_line(selector: str, domain: str, record: str) -> str:
+    """``record`` as a zone-file line: TXT strings hold at most 255 characters each."""
+    pieces = " ".join(f'"{record[start : start + 255]}"' for start in range(0, len(record), 255))
+    return f"{selector}._domainkey.{domain}. IN TXT ( {pieces} )"
+
+
+def init_app(app: Flask) -> None:
+    """Check the DKIM settings and load the key once: a worker that could not sign
+    must not start and send unsigned mail."""
+    config = app.config
+    selector, key_file = config["DKIM_SELECTOR"], config["DKIM_PRIVATE_KEY_FILE"]
+    app.extensions["dkim"] = None
+    if not selector and not key_file:
+        return
+    if not (selector and key_file):
+        raise ConfigurationError(
+            "DKIM needs both DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE (or neither, to send "
+            "unsigned mail)."
+        )
+    domain = config["DKIM_DOMAIN"] or config["MAIL_DEFAULT_SENDER"].rpartition("@")[2]
+    for setting, value in (("DKIM_SELECTOR", selector), ("DKIM_DOMAIN", domain)):
+        if not DNS_NAME.fullmatch(value):
+            raise ConfigurationError(
+                f"{setting} {value!r} is not a DNS name (letters, digits and hyphens, "
+                "in labels joined by dots)."
+            )
+    sender_domain = config["MAIL_DEFAULT_SENDER"].rpartition("@")[2].lower()
+    if sender_domain != domain.lower() and not sender_domain.endswith("." + domain.lower()):
+        app.logger.warning(
+            "DKIM_DOMAIN %s is not the domain of MAIL_DEFAULT_SENDER (%s) nor one above "
+            "it: the signature will not count for DMARC.",
+            domain,
+            sender_domain,
+        )
+    app.extensions["dkim"] = Signer(selector, domain, load_key(Path(key_file)))
+
+
+def signer_of(app: Flask) -> Signer | None:
+    """The app's signer, or ``None`` when DKIM is not set up."""
+    return app.extensions.get("dkim")
