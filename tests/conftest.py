@@ -176,3 +176,19 @@ def articles(app):
     """The test articles, stored the way ``auth-service articles import`` stores them."""
     import_articles(ARTICLES)
     return ARTICLES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Every mail's SpamAssassin score in the run's summary, the passing ones too
+    (``mail/test_spam_score.py`` records them; CI's log keeps them)."""
+    lines = []
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            found = dict(report.user_properties)
+            if report.when == "call" and "spam_score" in found:
+                name = report.nodeid.rpartition("::")[2]
+                lines.append(f"{name}: {found['spam_score']:.3f} ({found['spam_rules']})")
+    if lines:
+        terminalreporter.section("SpamAssassin scores of the mails (the gate: at most 1.0)")
+        for line in sorted(lines):
+            terminalreporter.line(line)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run it: ruff, then pytest on SQLite
 # and on a PostgreSQL server the tests start themselves (Redis too, for the shared
-# rate limits, nginx for the cluster test, and Chromium for the reader's journey).
+# rate limits, nginx for the cluster test, Chromium for the reader's journey, and
+# SpamAssassin for the spam score of every mail).
 #
 # Works on a fresh Debian machine (as root it installs PostgreSQL and Chromium with
 # apt-get when they are missing) and on a developer's machine that already has them.
@@ -14,6 +15,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v spamassassin >/dev/null || need_apt+=(spamassassin)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "Missing: ${need_apt[*]}. Install them (apt-get install ${need_apt[*]}) and rerun." >&2
