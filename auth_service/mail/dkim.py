@@ -20,6 +20,7 @@ newsletter copy; OpenSSL's takes 0.3 ms.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import time
@@ -57,30 +58,23 @@ class Signer:
         self.selector = selector
         self.domain = domain
         self.key = key
+        # The tags all of this key's signatures share, folded once.
+        self._common = _folded(
+            ["v=1", "a=rsa-sha256", "c=relaxed/relaxed", f"d={domain}", f"s={selector}"],
+            first_line=LINE - len("DKIM-Signature: "),
+        )
 
     def sign(self, message: bytes, *, now: float | None = None) -> bytes:
         """``message`` with its ``DKIM-Signature`` header put first."""
-        headers, body = rfc822_parse(message)
-        body_hash = hashlib.sha256(Relaxed.canonicalize_body(body)).digest()
-        present = {name.lower() for name, _value in headers}
-        names = [name for name in SIGNED_HEADERS if name.lower().encode() in present]
-        names += [name for name in SEALED_HEADERS if name.lower().encode() in present]
-        tags = [
-            "v=1",
-            "a=rsa-sha256",
-            "c=relaxed/relaxed",
-            f"d={self.domain}",
-            f"s={self.selector}",
-            f"t={int(now if now is not None else time.time())}",
-            f"h={':'.join(names)}",
-            f"bh={base64.b64encode(body_hash).decode('ascii')}",
-        ]
+        headers, body = _parts(message)
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest()).decode()
+        names, signed = _names_to_sign(frozenset(name.lower() for name, _value in headers))
+        stamp = int(now if now is not None else time.time())
         # What the receiver hashes is the header as it arrives, unfolded by the relaxed
         # canonicalization, with b= empty: so it is folded first, then hashed.
-        unsigned = _folded(tags) + ";\r\n\tb="
+        unsigned = f"{self._common};\r\n\tt={stamp}; bh={body_hash};\r\n\t{signed};\r\n\tb="
         digest = hashlib.sha256()
-        chosen = _chosen(headers, [name.lower().encode("ascii") for name in names])
-        for name, value in Relaxed.canonicalize_headers(chosen):
+        for name, value in Relaxed.canonicalize_headers(_chosen(headers, names)):
             digest.update(name + b":" + value)
         [(name, value)] = Relaxed.canonicalize_headers(
             [(b"DKIM-Signature", b" " + unsigned.encode("ascii"))]
@@ -91,6 +85,43 @@ class Signer:
         lines = [encoded[start : start + LINE] for start in range(0, len(encoded), LINE)]
         header = "DKIM-Signature: " + unsigned + "\r\n\t".join(lines) + "\r\n"
         return header.encode("ascii") + message
+
+
+def _parts(message: bytes) -> tuple[list, bytes]:
+    """The message's header fields and its body.
+
+    Only the header block goes through dkimpy's parser: the body is most of a
+    newsletter's bytes and is taken as it is. A message whose lines do not all end in
+    CRLF (ours do) is parsed whole, the way a verifier reads it.
+    """
+    head, blank, body = message.partition(b"\r\n\r\n")
+    if blank and message.count(b"\n") == message.count(b"\r\n") == message.count(b"\r"):
+        return rfc822_parse(head + blank)[0], body
+    return rfc822_parse(message)
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """The body canonicalized as "relaxed" (RFC 6376 3.4.4), given CRLF line ends: runs of
+    spaces and tabs made one space, none at a line's end, no empty lines at the end.
+
+    The same bytes as dkimpy's ``Relaxed.canonicalize_body`` (a test checks it on
+    generated bodies), in a tenth of the time: its regular expressions stop at every
+    space of a newsletter's HTML.
+    """
+    body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
+    body = body.replace(b" \r\n", b"\r\n").rstrip(b"\r\n")
+    return body + b"\r\n" if body else b""
+
+
+@functools.lru_cache(maxsize=64)
+def _names_to_sign(present: frozenset[bytes]) -> tuple[list[bytes], str]:
+    """The names of the header fields to sign, as ``h=`` lists them and folded: the
+    same for every copy of a newsletter, so worked out once."""
+    names = [name for name in SIGNED_HEADERS if name.lower().encode() in present]
+    names += [name for name in SEALED_HEADERS if name.lower().encode() in present]
+    return [name.lower().encode() for name in names], _folded(["h=" + ":".join(names)])
 
 
 def _chosen(headers: list, names: list[bytes]) -> list:
@@ -107,15 +138,16 @@ def _chosen(headers: list, names: list[bytes]) -> list:
     return chosen
 
 
-def _folded(tags: list[str]) -> str:
-    """The tags joined by ``;``, on lines of at most ``LINE`` characters: broken between
-    tags, and inside ``h=`` after a colon, where a verifier ignores the whitespace."""
+def _folded(tags: list[str], *, first_line: int = LINE) -> str:
+    """The tags joined by ``;``, on lines of at most ``LINE`` characters (the first of
+    ``first_line``): broken between tags, and inside ``h=`` after a colon, where a
+    verifier ignores the whitespace."""
     lines, line = [], ""
     for tag in tags:
         pieces = re.split(r"(?<=:)", tag) if tag.startswith("h=") else [tag]
         for number, piece in enumerate(pieces):
             joint = "; " if line and number == 0 else ""
-            room = LINE - len("DKIM-Signature: ") * (not lines)  # the first holds the name
+            room = LINE if lines else first_line
             if line and len(line) + len(joint) + len(piece) > room:
                 lines.append(line + joint.rstrip())
                 line, joint = "", ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,9 +37,21 @@ class SmtpTransport:
         ``copies`` may be shared by the connections of one delivery pass, so that each
         edition is built once per pass rather than once per connection.
         """
+        signer = signer_of(current_app)
         # Flask-Mail keeps the app's SMTP settings in its per-app state object.
         with _TimedConnection(current_app.extensions["mail"]) as connection:
-            yield _SmtpSender(connection.host, copies or EditionCopies(), signer_of(current_app))
+            with _signing_thread(signer) as signing:
+                yield _SmtpSender(connection.host, copies or EditionCopies(), signer, signing)
+
+
+@contextmanager
+def _signing_thread(signer: Signer | None):
+    """A thread that signs the next message while the server reads this one, if DKIM is on."""
+    if signer is None:
+        yield None
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dkim-signing") as signing:
+        yield signing
 
 
 class _TimedConnection(Connection):
@@ -86,27 +99,39 @@ class _SslHost(_Meanwhile, smtplib.SMTP_SSL):
 
 
 class _SmtpSender:
-    """One open SMTP connection: sends outbox rows, newsletter copies spliced."""
+    """One open SMTP connection: sends outbox rows, newsletter copies spliced, signed
+    with DKIM when it is set up.
 
-    def __init__(self, host: smtplib.SMTP, copies: EditionCopies, signer: Signer | None):
+    A signature costs a third of a millisecond, most of it OpenSSL's RSA, which lets
+    go of the interpreter: so the message after this one is signed on the ``signing``
+    thread while this one travels and the server reads it, and a newsletter goes out
+    signed about as fast as unsigned.
+    """
+
+    def __init__(
+        self,
+        host: smtplib.SMTP,
+        copies: EditionCopies,
+        signer: Signer | None = None,
+        signing: ThreadPoolExecutor | None = None,
+    ):
         self.host = host
         self.copies = copies
         self.signer = signer
+        self.signing = signing
+        self._ahead: tuple[int, Future] | None = None  # a message's id, its signed bytes
 
-    def send(self, message: QueuedMessage, *, meanwhile=None) -> None:
+    def send(self, message: QueuedMessage, *, meanwhile=None, following=None) -> None:
         """Send one message; call ``meanwhile()``, if given, while the server answers its
-        first command (always before its content)."""
+        first command (always before its content). ``following``, the message to be
+        sent next, if known, is signed meanwhile."""
         self.host.ehlo_or_helo_if_needed()
         sender = current_app.config["MAIL_DEFAULT_SENDER"]
         # Our text parts are 8-bit UTF-8: say so to servers that want to know.
         options = ["BODY=8BITMIME"] if self.host.has_extn("8bitmime") else []
-        data = self.copies.bytes_of(message)
-        if data is None:
-            # Written by the message's own policy, as the splice and the dev mailbox
-            # are (smtplib's send_message would turn body lines "From …" into ">From …").
-            data = build_message(message).as_bytes()
-        if self.signer is not None:
-            data = self.signer.sign(data)  # last: over the very bytes sent
+        data = self._ready(message)
+        if following is not None:
+            self._sign_ahead(following)
         if not message.to_address.isascii():
             options.append("SMTPUTF8")  # smtplib refuses if the server cannot
         self.host.meanwhile = meanwhile
@@ -114,6 +139,35 @@ class _SmtpSender:
             self.host.sendmail(sender, [message.to_address], data, options)
         finally:
             self.host.meanwhile = None
+
+    def _bytes(self, message: QueuedMessage) -> bytes:
+        """The message as sent, before any signature."""
+        data = self.copies.bytes_of(message)
+        if data is None:
+            # Written by the message's own policy, as the splice and the dev mailbox
+            # are (smtplib's send_message would turn body lines "From …" into ">From …").
+            data = build_message(message).as_bytes()
+        return data
+
+    def _ready(self, message: QueuedMessage) -> bytes:
+        """The bytes to send: signed ahead, or made and signed now (the signature last,
+        over the very bytes sent)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == message.id:
+            return ahead[1].result()  # a signing error is raised here, for this message
+        data = self._bytes(message)
+        return self.signer.sign(data) if self.signer is not None else data
+
+    def _sign_ahead(self, message: QueuedMessage) -> None:
+        """Start signing ``message`` on the signing thread; its bytes are made here, as
+        making them may read the database."""
+        if self.signing is None:
+            return
+        try:
+            data = self._bytes(message)
+        except Exception:  # its own turn meets the error, and records it against it
+            return
+        self._ahead = (message.id, self.signing.submit(self.signer.sign, data))
 
 
 class DevMailbox:
@@ -131,8 +185,9 @@ class DevMailbox:
         self.folder.mkdir(parents=True, exist_ok=True)
         yield self
 
-    def send(self, message: QueuedMessage, *, meanwhile=None) -> None:
-        """Store one message and print its links to the console."""
+    def send(self, message: QueuedMessage, *, meanwhile=None, following=None) -> None:
+        """Store one message and print its links to the console (``following`` is not
+        needed here)."""
         if meanwhile is not None:
             meanwhile()
         path = self.folder / f"{message.created_at:%Y%m%d-%H%M%S}-{message.id:06d}.eml"

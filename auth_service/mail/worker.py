@@ -231,7 +231,8 @@ def _send(connection, batch: _Batch, marks: SentMarks, report: DeliveryReport) -
             return
         message, error, permanent = pending[0], None, False
         try:
-            connection.send(message, meanwhile=marks.settle)
+            following = pending[1] if len(pending) > 1 else None
+            connection.send(message, meanwhile=marks.settle, following=following)
         except MESSAGE_REFUSALS as refused:
             error, permanent = refused, is_permanent(refused)
         except (OSError, smtplib.SMTPException, MarkingFailed):
