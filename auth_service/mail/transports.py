@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,21 +36,9 @@ class SmtpTransport:
         ``copies`` may be shared by the connections of one delivery pass, so that each
         edition is built once per pass rather than once per connection.
         """
-        signer = signer_of(current_app)
         # Flask-Mail keeps the app's SMTP settings in its per-app state object.
         with _TimedConnection(current_app.extensions["mail"]) as connection:
-            with _signing_thread(signer) as signing:
-                yield _SmtpSender(connection.host, copies or EditionCopies(), signer, signing)
-
-
-@contextmanager
-def _signing_thread(signer: Signer | None):
-    """A thread that signs the next message while the server reads this one, if DKIM is on."""
-    if signer is None:
-        yield None
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dkim-signing") as signing:
-        yield signing
+            yield _SmtpSender(connection.host, copies or EditionCopies(), signer_of(current_app))
 
 
 class _TimedConnection(Connection):
@@ -78,16 +65,26 @@ class _Meanwhile:
 
     ``meanwhile``, when set, is called once, right after the next command is sent and
     before its reply is read: the outbox writes the previous message's mark there, while
-    the server reads the next MAIL FROM.
+    the server reads the next MAIL FROM. ``after_content``, when set, is called once,
+    right after a message's content is sent, while the server reads it and before its
+    answer is read: the longest wait of a delivery.
     """
 
     meanwhile = None
+    after_content = None
 
     def getreply(self):
         if self.meanwhile is not None:
             call, self.meanwhile = self.meanwhile, None
             call()
         return super().getreply()
+
+    def send(self, s):
+        super().send(s)
+        # smtplib sends a message's content in one piece, ending with the lone dot.
+        if self.after_content is not None and isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            call, self.after_content = self.after_content, None
+            call()
 
 
 class _Host(_Meanwhile, smtplib.SMTP):
@@ -102,43 +99,35 @@ class _SmtpSender:
     """One open SMTP connection: sends outbox rows, newsletter copies spliced, signed
     with DKIM when it is set up.
 
-    A signature costs a third of a millisecond, most of it OpenSSL's RSA, which lets
-    go of the interpreter: so the message after this one is signed on the ``signing``
-    thread while this one travels and the server reads it, and a newsletter goes out
-    signed about as fast as unsigned.
+    A signature costs about half a millisecond (the RSA step half of it), as much as the
+    rest of a newsletter copy's work. So the message after this one is signed while the
+    server reads this one (``after_content``), not in series with it.
     """
 
-    def __init__(
-        self,
-        host: smtplib.SMTP,
-        copies: EditionCopies,
-        signer: Signer | None = None,
-        signing: ThreadPoolExecutor | None = None,
-    ):
+    def __init__(self, host: smtplib.SMTP, copies: EditionCopies, signer: Signer | None = None):
         self.host = host
         self.copies = copies
         self.signer = signer
-        self.signing = signing
-        self._ahead: tuple[int, Future] | None = None  # a message's id, its signed bytes
+        self._ahead: tuple[int, bytes] | None = None  # the next message's id and bytes, signed
 
     def send(self, message: QueuedMessage, *, meanwhile=None, following=None) -> None:
         """Send one message; call ``meanwhile()``, if given, while the server answers its
         first command (always before its content). ``following``, the message to be
-        sent next, if known, is signed meanwhile."""
+        sent next, if known, is signed while the server reads this one."""
         self.host.ehlo_or_helo_if_needed()
         sender = current_app.config["MAIL_DEFAULT_SENDER"]
         # Our text parts are 8-bit UTF-8: say so to servers that want to know.
         options = ["BODY=8BITMIME"] if self.host.has_extn("8bitmime") else []
         data = self._ready(message)
-        if following is not None:
-            self._sign_ahead(following)
         if not message.to_address.isascii():
             options.append("SMTPUTF8")  # smtplib refuses if the server cannot
         self.host.meanwhile = meanwhile
+        if following is not None and self.signer is not None:
+            self.host.after_content = lambda: self._sign_ahead(following)
         try:
             self.host.sendmail(sender, [message.to_address], data, options)
         finally:
-            self.host.meanwhile = None
+            self.host.meanwhile = self.host.after_content = None
 
     def _bytes(self, message: QueuedMessage) -> bytes:
         """The message as sent, before any signature."""
@@ -154,20 +143,16 @@ class _SmtpSender:
         over the very bytes sent)."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == message.id:
-            return ahead[1].result()  # a signing error is raised here, for this message
+            return ahead[1]
         data = self._bytes(message)
         return self.signer.sign(data) if self.signer is not None else data
 
     def _sign_ahead(self, message: QueuedMessage) -> None:
-        """Start signing ``message`` on the signing thread; its bytes are made here, as
-        making them may read the database."""
-        if self.signing is None:
-            return
+        """Make and sign ``message``'s bytes now, for its turn."""
         try:
-            data = self._bytes(message)
+            self._ahead = (message.id, self.signer.sign(self._bytes(message)))
         except Exception:  # its own turn meets the error, and records it against it
-            return
-        self._ahead = (message.id, self.signing.submit(self.signer.sign, data))
+            self._ahead = None
 
 
 class DevMailbox:
