@@ -22,7 +22,16 @@ so that its peak memory is its own:
    our rate to this one says whether the sink or our code sets the pace. Steps 3 and 4
    alternate in slices (``--rounds``, 5 by default), so that a machine that gets busier
    or quieter during the run weighs on both alike; the CPU time this process spends per
-   copy is printed for both;
+   copy is printed for both. With ``--dkim``, a 2048-bit RSA key is made in the run's
+   temporary folder and a second app, configured alike plus ``DKIM_SELECTOR`` and
+   ``DKIM_PRIVATE_KEY_FILE``, delivers too: each round, the unsigned app and the signed
+   one each claim and send their own share of the same outbox (the same number of
+   copies; which goes first alternates from round to round), then raw sends as many.
+   Printed for both: copies/s, CPU per copy, the signed/unsigned ratio of each round and
+   their median (``--profile`` profiles each app's first slice). The sink counts the
+   messages whose first line is a ``DKIM-Signature`` header, and verifies the first one
+   with dkimpy against the key's record: the signed slices must sign them all, the
+   unsigned ones none;
 5. memory: the same setup on a second, fresh database, and ``queue_edition`` once more
    under tracemalloc. Its peak counts Python's allocations only; tracemalloc makes the
    code it watches several times slower, which is why this pass comes last, on a
@@ -38,11 +47,14 @@ It only prints figures; nothing here is a pass or a fail.
     python bench/newsletter.py
     python bench/newsletter.py --database sqlite --subscribers 20000 --deliver 0
     python bench/newsletter.py --profile        # cProfile of the queue and delivery
+    python bench/newsletter.py --dkim --rounds 12   # signed against unsigned delivery
+    python bench/newsletter.py --dkim --sink-delay-ms 1   # ... to a relay 1 ms away
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import io
@@ -52,10 +64,12 @@ import os
 import pstats
 import resource
 import smtplib
+import statistics
 import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -70,6 +84,12 @@ from support.network import free_port  # noqa: E402
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"
 CHUNK = 5000  # rows per bulk insert during setup
 RAW_SENDER = "bench@news.test"
+DKIM_SELECTOR = "s2026"
+DKIM_KEY_BITS = 2048  # the usual size; signing time grows with it
+SIDES = {"": "unsigned", "signed_": "signed"}  # prefixes of the two apps' figures
+VERDICTS = {-1: "none seen", 0: "FAILS", 1: "passes"}  # the sink's check of a signature
+# What deliver_slice measures, summed per app.
+SLICE_FIGURES = ("sent", "retried", "failed", "deliver_s", "deliver_cpu", "sink_ours", "sink_dkim")
 
 
 def maxrss_mb() -> float:
@@ -87,26 +107,46 @@ def say(text: str) -> None:
 
 
 class CountingHandler:
-    """An aiosmtpd handler that accepts everything and only counts."""
+    """An aiosmtpd handler that accepts everything and only counts: every message, and
+    those whose first line is a ``DKIM-Signature`` header.
 
-    def __init__(self, counter):
-        self.counter = counter
+    With the signing key's DNS ``record``, the first signed message is also verified by
+    dkimpy (1 in ``verified`` if it passes, 0 if not; -1 until then).
+    """
+
+    def __init__(self, counter, signed, verified, record: str | None, delay: float = 0.0):
+        self.counter, self.signed, self.verified = counter, signed, verified
+        self.record = record
+        self.delay = delay  # seconds before each message's answer: a relay over a network
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
-        """Count one message and accept it."""
+        """Count one message and accept it (after ``delay``, idle meanwhile)."""
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.counter.get_lock():
             self.counter.value += 1
+        if envelope.original_content.startswith(b"DKIM-Signature:"):
+            with self.signed.get_lock():
+                self.signed.value += 1
+            if self.record and self.verified.value < 0:
+                self.verified.value = int(self.verify(envelope.original_content))
         return "250 OK"
 
+    def verify(self, content: bytes) -> bool:
+        """Whether dkimpy finds ``content``'s signature good, the record as its DNS."""
+        import dkim
 
-def _serve_sink(port: int, counter, ready, stop) -> None:
+        record = self.record.encode("ascii")
+        return dkim.verify(content, dnsfunc=lambda _name, timeout=5: record)
+
+
+def _serve_sink(port: int, counters: tuple, record: str | None, delay: float, ready, stop) -> None:
     """The sink process: listen on 127.0.0.1:``port`` until told to stop."""
     from aiosmtpd.controller import Controller
 
     logging.basicConfig(level=logging.ERROR)
-    controller = Controller(
-        CountingHandler(counter), hostname="127.0.0.1", port=port, enable_SMTPUTF8=True
-    )
+    handler = CountingHandler(*counters, record, delay)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
     controller.start()
     ready.set()
     stop.wait()
@@ -114,15 +154,26 @@ def _serve_sink(port: int, counter, ready, stop) -> None:
 
 
 class Sink:
-    """Start and stop the sink process; read how many messages it accepted."""
+    """Start and stop the sink process; read how many messages it accepted, and signed.
 
-    def __init__(self, context):
+    ``record``: the DNS record of the DKIM key, to verify the first signed message.
+    """
+
+    def __init__(self, context, record: str | None = None, delay: float = 0.0):
         self.port = free_port()
-        self.counter = context.Value("q", 0)
+        self.counter, self.signed = context.Value("q", 0), context.Value("q", 0)
+        self.verified = context.Value("b", -1)
         self.ready, self.stop_event = context.Event(), context.Event()
         self.process = context.Process(
             target=_serve_sink,
-            args=(self.port, self.counter, self.ready, self.stop_event),
+            args=(
+                self.port,
+                (self.counter, self.signed, self.verified),
+                record,
+                delay,
+                self.ready,
+                self.stop_event,
+            ),
             name="smtp-sink",
             daemon=True,
         )
@@ -145,6 +196,11 @@ class Sink:
     def accepted(self) -> int:
         """Messages accepted so far."""
         return self.counter.value
+
+    @property
+    def accepted_signed(self) -> int:
+        """Messages accepted so far with a ``DKIM-Signature`` header first."""
+        return self.signed.value
 
 
 # --- A private PostgreSQL server --------------------------------------------------------
@@ -252,18 +308,17 @@ def create_subscribers(count: int) -> None:
                 for number in numbers
             ],
         )
-    db.session.execute(
-        insert(Suppression.__table__),
-        [
-            {
-                "email": f"bounced{number}@example.net",
-                "event": "bounce",
-                "reported_at": now,
-                "recorded_at": now,
-            }
-            for number in range(count // 100)
-        ],
-    )
+    suppressed = [
+        {
+            "email": f"bounced{number}@example.net",
+            "event": "bounce",
+            "reported_at": now,
+            "recorded_at": now,
+        }
+        for number in range(count // 100)
+    ]
+    if suppressed:  # none under 100 readers, and an empty insert is an error
+        db.session.execute(insert(Suppression.__table__), suppressed)
     if db.session.get_bind().dialect.name == "postgresql":
         for table in ("readers", "newsletter_consents", "suppressions"):
             db.session.execute(
@@ -328,10 +383,12 @@ def profiled(enabled: bool, title: str, sink: list):
             sink.append(f"--- {title}, by {order} ---\n" + "\n".join(lines[start - 2 :]))
 
 
-def build_app(url: str, smtp_port: int):
-    """The service, configured for the bench, on ``url``."""
+def build_app(url: str, smtp_port: int, dkim_key_file: str | None = None):
+    """The service, configured for the bench, on ``url``; signing with the key in
+    ``dkim_key_file``, if given."""
     from auth_service import create_app
 
+    signing = {"DKIM_SELECTOR": DKIM_SELECTOR, "DKIM_PRIVATE_KEY_FILE": dkim_key_file}
     return create_app(
         {
             "SECRET_KEY": SECRET,
@@ -340,8 +397,26 @@ def build_app(url: str, smtp_port: int):
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": smtp_port,
             "RATELIMIT_ENABLED": False,
+            **(signing if dkim_key_file else {}),
         }
     )
+
+
+def write_dkim_key(folder: Path) -> str:
+    """A new unencrypted PEM RSA key of ``DKIM_KEY_BITS`` in ``folder``; its path."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=DKIM_KEY_BITS)
+    path = folder / "dkim.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(path)
 
 
 def set_up(app, count: int) -> date:
@@ -362,7 +437,7 @@ def deliver_slice(transport, sink, count: int, seconds: float, profiling) -> dic
     """Deliver the next ``count`` due copies with ``deliver_due``; time and CPU it."""
     from auth_service.mail.worker import deliver_due
 
-    before = sink.accepted
+    before, signed = sink.accepted, sink.accepted_signed
     with claims_capped(count, seconds), profiling:
         started, cpu = time.perf_counter(), time.process_time()
         delivery = deliver_due(transport)
@@ -374,6 +449,7 @@ def deliver_slice(transport, sink, count: int, seconds: float, profiling) -> dic
         "deliver_s": elapsed,
         "deliver_cpu": used,
         "sink_ours": sink.accepted - before,
+        "sink_dkim": sink.accepted_signed - signed,
     }
 
 
@@ -391,6 +467,53 @@ def raw_slice(sink, data: bytes, count: int) -> dict:
     return {"raw_s": elapsed, "raw_cpu": used, "sink_raw": sink.accepted - before}
 
 
+def deliver_rounds(apps: dict, transport, sink, data: bytes, wanted: int, run: dict):
+    """Deliver ``wanted`` due copies in ``--rounds`` alternating slices; the totals, and
+    each round's copies/s per app.
+
+    ``apps`` maps a prefix of the figures' names (a key of ``SIDES``) to an app: the
+    unsigned one, and with ``--dkim`` the signed one. In each round every app, in an app
+    context of its own, claims and sends its share of the same outbox, the same number
+    of copies (which app goes first alternates from round to round); then raw sends as
+    many. ``run`` holds the options, the database's label and the profiles' list.
+    """
+    options = run["options"]
+    names = [side + name for side in apps for name in SLICE_FIGURES]
+    totals = Counter(dict.fromkeys([*names, "raw_s", "raw_cpu", "sink_raw"], 0))
+    per_round: list[dict] = []
+    rounds = options["rounds"]
+    for number in range(rounds):
+        left = wanted - sum(totals[side + "sent"] for side in apps)
+        share = -(-left // (len(apps) * (rounds - number)))  # rounded up: the last takes all
+        if share <= 0:
+            break
+        count, rates, cut_short = share, {}, False
+        for side in list(apps)[:: -1 if number % 2 else 1]:
+            budget = options["deliver_seconds"] - max(totals[other + "deliver_s"] for other in apps)
+            title = "deliver_due" if len(apps) == 1 else f"deliver_due, {SIDES[side]}"
+            with apps[side].app_context():
+                ours = deliver_slice(
+                    transport,
+                    sink,
+                    count,
+                    budget,
+                    profiled(
+                        options["profile"] and number == 0,
+                        f"{run['label']}: {title}, first slice",
+                        run["profiles"],
+                    ),
+                )
+            totals.update({side + key: value for key, value in ours.items()})
+            rates[side] = rate(ours["sent"], ours["deliver_s"])
+            cut_short |= ours["sent"] < count
+            count = ours["sent"]
+        totals.update(raw_slice(sink, data, count))
+        per_round.append(rates)
+        if cut_short:
+            break  # the time budget (--deliver-seconds) ran out
+    return totals, per_round
+
+
 def run_database(urls: dict, label: str, options: dict, results) -> None:
     """Set up, queue and deliver on one database; send the figures to ``results``.
 
@@ -402,6 +525,7 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
     from sqlalchemy import func, select
 
     from auth_service.extensions import db
+    from auth_service.mail.dkim import load_key, public_record
     from auth_service.mail.rendering import build_message
     from auth_service.mail.transports import SmtpTransport, transport_for
     from auth_service.models import OutboxMessage
@@ -411,7 +535,8 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
     profiles: list[str] = []
     figures: dict = {"label": label, "subscribers": count}
     context = multiprocessing.get_context("spawn")
-    with Sink(context) as sink:
+    record = public_record(load_key(Path(options["dkim_key_file"]))) if options["dkim"] else None
+    with Sink(context, record, options["sink_delay_ms"] / 1000) as sink:
         app = build_app(urls["main"], sink.port)
         with app.app_context():
             # --- setup, not timed
@@ -453,48 +578,26 @@ def run_database(urls: dict, label: str, options: dict, results) -> None:
             data = build_message(sample).as_bytes()
             figures["message_bytes"] = len(data)
             db.session.commit()
-            totals = dict.fromkeys(
-                (
-                    "sent",
-                    "retried",
-                    "failed",
-                    "deliver_s",
-                    "deliver_cpu",
-                    "sink_ours",
-                    "raw_s",
-                    "raw_cpu",
-                    "sink_raw",
-                ),
-                0,
-            )
-            rounds = options["rounds"]
-            for number in range(rounds):
-                share = (wanted - totals["sent"]) // (rounds - number)
-                if share <= 0:
-                    break
-                budget = options["deliver_seconds"] - totals["deliver_s"]
-                ours = deliver_slice(
-                    transport,
-                    sink,
-                    share,
-                    budget,
-                    profiled(
-                        options["profile"] and number == 0,
-                        f"{label}: deliver_due, first slice",
-                        profiles,
-                    ),
-                )
-                raw = raw_slice(sink, data, ours["sent"])
-                for key, value in {**ours, **raw}.items():
-                    totals[key] += value
-                if ours["sent"] < share:
-                    break  # the time budget (--deliver-seconds) ran out
-            figures.update(totals, wanted=wanted)
+            apps = {"": app}
+            if options["dkim"]:
+                apps["signed_"] = build_app(urls["main"], sink.port, options["dkim_key_file"])
+            run = {"options": options, "label": label, "profiles": profiles}
+            totals, per_round = deliver_rounds(apps, transport, sink, data, wanted, run)
+            figures.update(totals, wanted=wanted, per_round=per_round)
+            figures["dkim_verified"] = sink.verified.value
             figures["rss_deliver_mb"] = maxrss_mb()
+            signed = (
+                f"; signed: {totals['signed_sent']:,} in {totals['signed_deliver_s']:.1f} s"
+                if options["dkim"]
+                else ""
+            )
             say(
-                f"[{label}] deliver: {totals['sent']:,} in {totals['deliver_s']:.1f} s; "
+                f"[{label}] deliver: {totals['sent']:,} in {totals['deliver_s']:.1f} s{signed}; "
                 f"raw: {totals['sink_raw']:,} in {totals['raw_s']:.1f} s"
             )
+            for other in list(apps.values())[1:]:
+                with other.app_context():
+                    db.engine.dispose()
             db.session.remove()
             db.engine.dispose()
 
@@ -554,6 +657,31 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("nan")
 
 
+def delivered_per_s(r: dict, side: str = "") -> float:
+    """Copies/s of one app's delivery (``side``: a prefix of ``SIDES``), all rounds."""
+    return rate(r[side + "sent"], r[side + "deliver_s"])
+
+
+def cpu_ms_per_copy(r: dict, side: str = "") -> float:
+    """This process's CPU time per copy delivered by one app, in ms."""
+    return 1000 * r[side + "deliver_cpu"] / max(r[side + "sent"], 1)
+
+
+def paired_rates(r: dict) -> list[tuple[float, float]]:
+    """Each round's copies/s, unsigned and signed, where both apps delivered."""
+    return [
+        (rates[""], rates["signed_"])
+        for rates in r["per_round"]
+        if len(rates) == 2 and rates[""] > 0
+    ]
+
+
+def median_signed_ratio(r: dict) -> float:
+    """The median over the rounds of signed copies/s over unsigned copies/s."""
+    ratios = [signed / unsigned for unsigned, signed in paired_rates(r)]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
 def print_table(results: list[dict], options: dict, total: float) -> None:
     """The figures, one column per database."""
     labels = [result["label"] for result in results]
@@ -582,17 +710,34 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
     row("accepted by the sink", lambda r: f"{r['sink_ours']:,}")
     row("retried / failed", lambda r: f"{r['retried']} / {r['failed']}")
     row("delivery time, s", lambda r: f"{r['deliver_s']:.2f}")
-    row("delivered / s", lambda r: f"{rate(r['sent'], r['deliver_s']):,.0f}")
+    row("delivered / s", lambda r: f"{delivered_per_s(r):,.0f}")
     row("sink raw accept / s", lambda r: f"{rate(r['sink_raw'], r['raw_s']):,.0f}")
     row(
         "ours / raw",
-        lambda r: f"{rate(r['sent'], r['deliver_s']) / rate(r['sink_raw'], r['raw_s']):.2f}",
+        lambda r: f"{delivered_per_s(r) / rate(r['sink_raw'], r['raw_s']):.2f}",
     )
-    row("our CPU per copy, ms", lambda r: f"{1000 * r['deliver_cpu'] / max(r['sent'], 1):.2f}")
+    row("our CPU per copy, ms", lambda r: f"{cpu_ms_per_copy(r):.2f}")
     row(
         "raw sender's CPU per copy, ms",
         lambda r: f"{1000 * r['raw_cpu'] / max(r['sink_raw'], 1):.2f}",
     )
+    if options["dkim"]:
+        row("signed: delivered", lambda r: f"{r['signed_sent']:,} of {r['queued']:,}")
+        row("signed: accepted by the sink", lambda r: f"{r['signed_sink_ours']:,}")
+        row("signed: retried / failed", lambda r: f"{r['signed_retried']} / {r['signed_failed']}")
+        row("signed: delivery time, s", lambda r: f"{r['signed_deliver_s']:.2f}")
+        row("signed: delivered / s", lambda r: f"{delivered_per_s(r, 'signed_'):,.0f}")
+        row("signed: our CPU per copy, ms", lambda r: f"{cpu_ms_per_copy(r, 'signed_'):.2f}")
+        row("signed / unsigned, median", lambda r: f"{median_signed_ratio(r):.2f}")
+        row(
+            "signed / unsigned, all",
+            lambda r: f"{delivered_per_s(r, 'signed_') / delivered_per_s(r):.2f}",
+        )
+        row(
+            "DKIM-signed, signed/unsigned",
+            lambda r: f"{r['signed_sink_dkim']:,} / {r['sink_dkim']:,}",
+        )
+        row("first signature (dkimpy)", lambda r: VERDICTS[r["dkim_verified"]])
     row("message size, bytes", lambda r: f"{r['message_bytes']:,}")
     if options["tracemalloc"]:
         row("tracemalloc peak, queue, MiB", lambda r: f"{r['tracemalloc_peak_mb']:.1f}")
@@ -614,14 +759,15 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
     for name, cells in lines:
         print(f"{name:<{name_width}}" + "".join(f"{cell:>{width}}" for cell in cells))
     for r in results:
-        if r["sent"] < r["queued"]:
+        delivered = r["sent"] + r.get("signed_sent", 0)
+        if delivered < r["queued"]:
             why = (
                 f"the {options['deliver_seconds']:g} s budget (--deliver-seconds) ran out"
-                if r["sent"] < r["wanted"]
+                if delivered < r["wanted"]
                 else f"--deliver {options['deliver']}"
             )
             print(
-                f"{r['label']}: delivery is a sample, the first {r['sent']:,} of the "
+                f"{r['label']}: delivery is a sample, the first {delivered:,} of the "
                 f"{r['queued']:,} queued copies, all of them due as at the start of a real "
                 f"send; it stopped because {why}. --deliver 0 delivers them all."
             )
@@ -634,6 +780,13 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
         f"machine. ours/raw near 1 means the sink sets the pace. CPU: this process's "
         f"user+system time (every thread) per copy."
     )
+    if options["sink_delay_ms"]:
+        print(
+            f"The sink answered each message {options['sink_delay_ms']:g} ms late, idle "
+            "meanwhile (--sink-delay-ms), as a relay on another machine would."
+        )
+    if options["dkim"]:
+        print_signed_rounds(results)
     print(
         "Memory: tracemalloc peak = Python allocations during queue_edition, run again "
         "under tracemalloc on a second fresh database (tracemalloc slows it, hence the "
@@ -645,6 +798,24 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
         for text in result["profiles"]:
             print()
             print(text)
+
+
+def print_signed_rounds(results: list[dict]) -> None:
+    """With ``--dkim``: each round's copies/s, unsigned and signed, and what was compared."""
+    for r in results:
+        rounds = ", ".join(
+            f"{unsigned:,.0f} -> {signed:,.0f} ({signed / unsigned:.2f})"
+            for unsigned, signed in paired_rates(r)
+        )
+        print(f"{r['label']}, copies/s per round, unsigned -> signed (ratio): {rounds}")
+    print(
+        f"Signed: a second app, configured alike plus DKIM_SELECTOR and "
+        f"DKIM_PRIVATE_KEY_FILE (a {DKIM_KEY_BITS}-bit RSA key made for this run), "
+        f"delivers from the same outbox in the same rounds, as many copies as the unsigned "
+        f"app; the two take turns to go first. The rows without 'signed' are the unsigned "
+        f"app's. DKIM-signed: messages the sink received with a DKIM-Signature header "
+        f"first, from the signed / the unsigned app; dkimpy verifies the first of them."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -694,6 +865,19 @@ def main(argv: list[str] | None = None) -> None:
         help="how many alternating slices of our delivery and raw sends (default: 5)",
     )
     parser.add_argument(
+        "--dkim",
+        action="store_true",
+        help=f"also deliver with DKIM signing (a {DKIM_KEY_BITS}-bit RSA key made for the run), "
+        "in slices alternating with unsigned delivery, and compare the two",
+    )
+    parser.add_argument(
+        "--sink-delay-ms",
+        type=float,
+        default=0.0,
+        help="the sink answers each message this many ms late, idle meanwhile, as a relay "
+        "on another machine would (default: 0, a sink on this machine's cores)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="run the timed queue and delivery under cProfile (slower) and print the top functions",
@@ -707,19 +891,20 @@ def main(argv: list[str] | None = None) -> None:
     names = ["sqlite", "postgresql"] if options.database == "both" else [options.database]
     began = time.perf_counter()
     results = []
-    for name in names:
-        if name == "sqlite":
-            import sqlite3
+    with tempfile.TemporaryDirectory(prefix="bench-newsletter-") as folder:
+        settings["dkim_key_file"] = write_dkim_key(Path(folder)) if options.dkim else None
+        for name in names:
+            if name == "sqlite":
+                import sqlite3
 
-            with tempfile.TemporaryDirectory(prefix="bench-newsletter-") as folder:
                 urls = {
                     "main": f"sqlite:///{folder}/bench.sqlite3",
                     "trace": f"sqlite:///{folder}/trace.sqlite3",
                 }
                 results.append(run_isolated(urls, f"SQLite {sqlite3.sqlite_version}", settings))
-        else:
-            with private_postgres() as (urls, label):
-                results.append(run_isolated(urls, label, settings))
+            else:
+                with private_postgres() as (urls, label):
+                    results.append(run_isolated(urls, label, settings))
     print_table(results, settings, time.perf_counter() - began)
 
 

@@ -10,11 +10,12 @@ database or a log line) and ``DKIM_DOMAIN`` is the ``d=`` domain, by default the
 of ``MAIL_DEFAULT_SENDER``. ``auth-service dkim keygen`` writes a key and prints the
 record to publish.
 
-dkimpy canonicalizes the message (``relaxed/relaxed``: what survives the whitespace
-changes of relays) and its verifier checks our signatures in the tests. The header and
-the RSA signature are made here, with ``cryptography``'s OpenSSL: dkimpy's own RSA is
-written in Python and takes about 8 ms a message, four times the whole delivery of a
-newsletter copy; OpenSSL's takes 0.3 ms.
+The canonicalization is ``relaxed/relaxed``, which survives the whitespace changes of
+relays. dkimpy parses the header block and canonicalizes the headers, and its verifier
+checks our signatures in the tests. The header, the relaxed body and the RSA signature
+are made here. dkimpy's own RSA is written in Python and takes about 8 ms a message,
+four times the whole delivery of a newsletter copy; OpenSSL's, through
+``cryptography``, takes 0.25 ms. dkimpy's body canonicalization took 0.3 ms more.
 """
 
 from __future__ import annotations
