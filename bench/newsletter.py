@@ -706,28 +706,18 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
     row("send again: queued", lambda r: f"{r['requeued']:,} ({r['already']:,} already)")
     row("send again, s", lambda r: f"{r['requeue_s']:.2f}")
     row("outbox rows", lambda r: f"{r['outbox_rows']:,}")
-    row("delivered", lambda r: f"{r['sent']:,} of {r['queued']:,}")
-    row("accepted by the sink", lambda r: f"{r['sink_ours']:,}")
-    row("retried / failed", lambda r: f"{r['retried']} / {r['failed']}")
-    row("delivery time, s", lambda r: f"{r['deliver_s']:.2f}")
-    row("delivered / s", lambda r: f"{delivered_per_s(r):,.0f}")
+    delivery_rows(row, "")
     row("sink raw accept / s", lambda r: f"{rate(r['sink_raw'], r['raw_s']):,.0f}")
     row(
         "ours / raw",
         lambda r: f"{delivered_per_s(r) / rate(r['sink_raw'], r['raw_s']):.2f}",
     )
-    row("our CPU per copy, ms", lambda r: f"{cpu_ms_per_copy(r):.2f}")
     row(
         "raw sender's CPU per copy, ms",
         lambda r: f"{1000 * r['raw_cpu'] / max(r['sink_raw'], 1):.2f}",
     )
     if options["dkim"]:
-        row("signed: delivered", lambda r: f"{r['signed_sent']:,} of {r['queued']:,}")
-        row("signed: accepted by the sink", lambda r: f"{r['signed_sink_ours']:,}")
-        row("signed: retried / failed", lambda r: f"{r['signed_retried']} / {r['signed_failed']}")
-        row("signed: delivery time, s", lambda r: f"{r['signed_deliver_s']:.2f}")
-        row("signed: delivered / s", lambda r: f"{delivered_per_s(r, 'signed_'):,.0f}")
-        row("signed: our CPU per copy, ms", lambda r: f"{cpu_ms_per_copy(r, 'signed_'):.2f}")
+        delivery_rows(row, "signed_")
         row("signed / unsigned, median", lambda r: f"{median_signed_ratio(r):.2f}")
         row(
             "signed / unsigned, all",
@@ -798,6 +788,21 @@ def print_table(results: list[dict], options: dict, total: float) -> None:
         for text in result["profiles"]:
             print()
             print(text)
+
+
+def delivery_rows(row, prefix: str) -> None:
+    """The delivery figures of one app: ``prefix`` "" for the unsigned, "signed_" for
+    the signing one (``SIDES``)."""
+    label = "" if not prefix else f"{SIDES[prefix]}: "
+    row(f"{label}delivered", lambda r: f"{r[prefix + 'sent']:,} of {r['queued']:,}")
+    row(f"{label}accepted by the sink", lambda r: f"{r[prefix + 'sink_ours']:,}")
+    row(
+        f"{label}retried / failed",
+        lambda r: f"{r[prefix + 'retried']} / {r[prefix + 'failed']}",
+    )
+    row(f"{label}delivery time, s", lambda r: f"{r[prefix + 'deliver_s']:.2f}")
+    row(f"{label}delivered / s", lambda r: f"{delivered_per_s(r, prefix):,.0f}")
+    row(f"{label}our CPU per copy, ms", lambda r: f"{cpu_ms_per_copy(r, prefix):.2f}")
 
 
 def print_signed_rounds(results: list[dict]) -> None:
