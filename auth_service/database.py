@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 
 from .config import ConfigurationError
 from .extensions import db
@@ -67,15 +67,19 @@ def end_transaction() -> None:
     request's answer, already decided, still reaches the reader."""
     try:
         db.session.rollback()
-    except SQLAlchemyError as error:
+    except DBAPIError as error:
         log.warning("The database went away while a request ended: %s", error)
         db.session().invalidate()  # talks to no server: it discards the connections
         db.session.remove()
 
 
 def _end_session(_error: BaseException | None) -> None:
-    end_transaction()
-    db.session.remove()
+    if not db.session.registry.has():
+        return  # the request never touched the database
+    try:
+        end_transaction()
+    finally:
+        db.session.remove()
 
 
 def check_sqlite_version(version: tuple[int, ...]) -> None:

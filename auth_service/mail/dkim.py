@@ -23,7 +23,9 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import os
 import re
+import stat
 import time
 from pathlib import Path
 
@@ -31,24 +33,26 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim import rfc822_parse
-from dkim.canonicalization import Relaxed
+from dkim.canonicalization import Relaxed, correct_empty_body, strip_trailing_lines
 from flask import Flask
 
 from ..config import ConfigurationError
 
-# The headers a receiver's verdict depends on, signed when present: who, to whom, what,
-# when, which message, how to unsubscribe, and how the body is to be read.
+# The headers a receiver's verdict depends on: who, to whom, what, when, which message,
+# how to answer and to unsubscribe, how the body is to be read. Each is named once more
+# than it occurs, absent ones once (RFC 6376 8.15): a field added on the way, anywhere
+# (a second From, a Reply-To to the forger, another List-Unsubscribe), breaks the
+# signature.
 SIGNED_HEADERS = (
-    "From", "To", "Subject", "Date", "Message-ID", "Reply-To",
+    "From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID",
     "List-Unsubscribe", "List-Unsubscribe-Post", "List-Id", "Auto-Submitted",
     "Content-Language", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 )  # fmt: skip
-# Named once more than they occur: a second From or Subject added on the way (to show
-# the reader another sender or subject) breaks the signature.
-SEALED_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "Reply-To")
 SMALLEST_KEY_BITS = 1024  # RFC 8301: verifiers ignore smaller RSA keys
+LARGEST_KEY_FILE = 64 * 1024  # a PEM key of 4096 bits is about 3.3 KB
 # A selector or a domain: DNS labels of letters, digits and hyphens, joined by dots.
 DNS_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+LONGEST_DNS_NAME = 253  # RFC 1035, without the final dot
 LINE = 72  # characters of a folded header line, after its tab
 
 
@@ -66,10 +70,13 @@ class Signer:
         )
 
     def sign(self, message: bytes, *, now: float | None = None) -> bytes:
-        """``message`` with its ``DKIM-Signature`` header put first."""
+        """``message`` with its ``DKIM-Signature`` header put first (and a line end
+        last, if it had none: SMTP adds one, and the signature must cover it)."""
+        if not message.endswith(b"\r\n"):
+            message += b"\r\n"
         headers, body = _parts(message)
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest()).decode()
-        names, signed = _names_to_sign(frozenset(name.lower() for name, _value in headers))
+        names, signed = _names_to_sign(tuple(sorted(name.lower() for name, _value in headers)))
         stamp = int(now if now is not None else time.time())
         # What the receiver hashes is the header as it arrives, unfolded by the relaxed
         # canonicalization, with b= empty: so it is folded first, then hashed.
@@ -92,8 +99,9 @@ def _parts(message: bytes) -> tuple[list, bytes]:
     """The message's header fields and its body.
 
     Only the header block goes through dkimpy's parser: the body is most of a
-    newsletter's bytes and is taken as it is. A message whose lines do not all end in
-    CRLF (ours do) is parsed whole, the way a verifier reads it.
+    newsletter's bytes and is taken as it is, once three byte counts have shown that
+    every line ends in CRLF (ours do). Any other message is parsed whole, as a verifier
+    reads it.
     """
     head, blank, body = message.partition(b"\r\n\r\n")
     if blank and message.count(b"\n") == message.count(b"\r\n") == message.count(b"\r"):
@@ -112,16 +120,17 @@ def relaxed_body(body: bytes) -> bytes:
     body = body.replace(b"\t", b" ")
     while b"  " in body:
         body = body.replace(b"  ", b" ")
-    body = body.replace(b" \r\n", b"\r\n").rstrip(b"\r\n")
-    return body + b"\r\n" if body else b""
+    return correct_empty_body(strip_trailing_lines(body.replace(b" \r\n", b"\r\n")))
 
 
 @functools.lru_cache(maxsize=64)
-def _names_to_sign(present: frozenset[bytes]) -> tuple[list[bytes], str]:
-    """The names of the header fields to sign, as ``h=`` lists them and folded: the
-    same for every copy of a newsletter, so worked out once."""
-    names = [name for name in SIGNED_HEADERS if name.lower().encode() in present]
-    names += [name for name in SEALED_HEADERS if name.lower().encode() in present]
+def _names_to_sign(present: tuple[bytes, ...]) -> tuple[list[bytes], str]:
+    """The names of the header fields to sign, given the message's (lower case), as
+    ``h=`` lists them and folded: the same for every copy of a newsletter, so worked
+    out once."""
+    names = []
+    for name in SIGNED_HEADERS:
+        names += [name] * (present.count(name.lower().encode()) + 1)
     return [name.lower().encode() for name in names], _folded(["h=" + ":".join(names)])
 
 
@@ -159,13 +168,7 @@ def _folded(tags: list[str], *, first_line: int = LINE) -> str:
 
 def load_key(path: Path) -> rsa.RSAPrivateKey:
     """The RSA private key in the PEM file ``path``, or a ConfigurationError saying why not."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConfigurationError(
-            f"DKIM_PRIVATE_KEY_FILE {str(path)!r} cannot be read ({error.strerror}); "
-            "make it with `auth-service dkim keygen` and let the service's user read it."
-        ) from None
+    data = _key_file(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
@@ -183,6 +186,49 @@ def load_key(path: Path) -> rsa.RSAPrivateKey:
             f"{SMALLEST_KEY_BITS} bits (2048 is the usual size)."
         )
     return key
+
+
+def _key_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file of a key's size: a FIFO would hold
+    the start for ever, a device or a huge file fill the memory."""
+    data, problem = b"", None
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                problem = "not a regular file"
+            else:
+                data = os.read(descriptor, LARGEST_KEY_FILE + 1)
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        problem = error.strerror
+    if len(data) > LARGEST_KEY_FILE:
+        problem = f"larger than {LARGEST_KEY_FILE // 1024} KB, too large for a key"
+    if problem:
+        raise ConfigurationError(
+            f"DKIM_PRIVATE_KEY_FILE {str(path)!r} cannot be read ({problem}); make it with "
+            "`auth-service dkim keygen` and let the service's user read it."
+        )
+    return data
+
+
+def default_domain(config) -> str:
+    """The d= domain: ``DKIM_DOMAIN``, or the domain of ``MAIL_DEFAULT_SENDER``."""
+    return config["DKIM_DOMAIN"] or config["MAIL_DEFAULT_SENDER"].rpartition("@")[2]
+
+
+def name_problem(selector: str, domain: str) -> str | None:
+    """What is wrong with a selector and domain as DNS names, or ``None``."""
+    for what, value in (("selector", selector), ("domain", domain)):
+        if not DNS_NAME.fullmatch(value):
+            return (
+                f"the {what} {value!r} is not a DNS name (letters, digits and hyphens, "
+                "in labels of at most 63, joined by dots)"
+            )
+    if len(f"{selector}._domainkey.{domain}") > LONGEST_DNS_NAME:
+        return f"{selector}._domainkey.{domain} is longer than DNS allows ({LONGEST_DNS_NAME})"
+    return None
 
 
 def public_record(key: rsa.RSAPrivateKey) -> str:
@@ -212,13 +258,10 @@ def init_app(app: Flask) -> None:
             "DKIM needs both DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE (or neither, to send "
             "unsigned mail)."
         )
-    domain = config["DKIM_DOMAIN"] or config["MAIL_DEFAULT_SENDER"].rpartition("@")[2]
-    for setting, value in (("DKIM_SELECTOR", selector), ("DKIM_DOMAIN", domain)):
-        if not DNS_NAME.fullmatch(value):
-            raise ConfigurationError(
-                f"{setting} {value!r} is not a DNS name (letters, digits and hyphens, "
-                "in labels joined by dots)."
-            )
+    domain = default_domain(config)
+    problem = name_problem(selector, domain)
+    if problem:
+        raise ConfigurationError(f"DKIM_SELECTOR or DKIM_DOMAIN: {problem}.")
     sender_domain = config["MAIL_DEFAULT_SENDER"].rpartition("@")[2].lower()
     if sender_domain != domain.lower() and not sender_domain.endswith("." + domain.lower()):
         app.logger.warning(
@@ -233,3 +276,8 @@ def init_app(app: Flask) -> None:
 def signer_of(app: Flask) -> Signer | None:
     """The app's signer, or ``None`` when DKIM is not set up."""
     return app.extensions.get("dkim")
+
+
+def signed(signer: Signer | None, message: bytes) -> bytes:
+    """``message`` signed by ``signer``, or as it is when DKIM is not set up."""
+    return signer.sign(message) if signer is not None else message

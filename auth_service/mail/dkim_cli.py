@@ -17,11 +17,6 @@ from . import dkim
 dkim_group = click.Group("dkim", help="The DKIM key that signs every mail (docs/mail.md).")
 
 
-def _default_domain() -> str:
-    config = current_app.config
-    return config["DKIM_DOMAIN"] or config["MAIL_DEFAULT_SENDER"].rpartition("@")[2]
-
-
 @dkim_group.command("keygen")
 @click.option("--selector", required=True, help="The DNS label of this key, e.g. s2026.")
 @click.option(
@@ -46,10 +41,10 @@ def keygen_command(selector: str, key_file: Path, domain: str | None, bits: int)
     then point DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE at it; keep the old record until
     the mail signed with the old key has been delivered (a few days).
     """
-    domain = domain or _default_domain()
-    for what, value in (("selector", selector), ("domain", domain)):
-        if not dkim.DNS_NAME.fullmatch(value):
-            raise click.BadParameter(f"{value!r} is not a DNS name.", param_hint=what)
+    domain = domain or dkim.default_domain(current_app.config)
+    problem = dkim.name_problem(selector, domain)
+    if problem:
+        raise click.UsageError(f"{problem[0].upper()}{problem[1:]}.")
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -65,15 +60,19 @@ def keygen_command(selector: str, key_file: Path, domain: str | None, bits: int)
         ) from None
     except OSError as error:
         raise click.ClickException(f"cannot write {key_file}: {error.strerror}") from None
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(pem)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(pem)
+    except OSError as error:  # a full disk: leave no half key that would block a retry
+        key_file.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {key_file}: {error.strerror}") from None
     click.echo(f"Wrote the private key to {key_file} (readable by its owner only).")
     click.echo(f"\nPublish this TXT record in the DNS zone of {domain}:\n")
     click.echo(dkim.zone_line(selector, domain, dkim.public_record(key)))
     click.echo("\nThen set, for the worker (and every process of the service):\n")
     click.echo(f"AUTH_SERVICE_DKIM_SELECTOR={selector}")
     click.echo(f"AUTH_SERVICE_DKIM_PRIVATE_KEY_FILE={key_file.resolve()}")
-    if domain != _default_domain():
+    if domain != dkim.default_domain(current_app.config):
         click.echo(f"AUTH_SERVICE_DKIM_DOMAIN={domain}")
 
 

@@ -16,7 +16,7 @@ from flask import Flask, current_app
 from flask_mail import Connection
 
 from .copies import EditionCopies
-from .dkim import Signer, signer_of
+from .dkim import Signer, signed, signer_of
 from .rendering import QueuedMessage, bodies_of, build_message
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class _SmtpSender:
         self.host = host
         self.copies = copies
         self.signer = signer
-        self._ahead: tuple[int, bytes] | None = None  # the next message's id and bytes, signed
+        self._ahead: tuple[QueuedMessage, bytes] | None = None  # the next message, signed
 
     def send(self, message: QueuedMessage, *, meanwhile=None, following=None) -> None:
         """Send one message; call ``meanwhile()``, if given, while the server answers its
@@ -142,16 +142,16 @@ class _SmtpSender:
         """The bytes to send: signed ahead, or made and signed now (the signature last,
         over the very bytes sent)."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == message.id:
+        if ahead is not None and ahead[0] is message:  # the very row, not one read again
             return ahead[1]
-        data = self._bytes(message)
-        return self.signer.sign(data) if self.signer is not None else data
+        return signed(self.signer, self._bytes(message))
 
     def _sign_ahead(self, message: QueuedMessage) -> None:
         """Make and sign ``message``'s bytes now, for its turn."""
         try:
-            self._ahead = (message.id, self.signer.sign(self._bytes(message)))
-        except Exception:  # its own turn meets the error, and records it against it
+            self._ahead = (message, self.signer.sign(self._bytes(message)))
+        except Exception as error:  # its own turn meets the error, and records it
+            log.debug("Outbox: message %s not signed ahead: %s", message.id, error)
             self._ahead = None
 
 
@@ -177,9 +177,7 @@ class DevMailbox:
             meanwhile()
         path = self.folder / f"{message.created_at:%Y%m%d-%H%M%S}-{message.id:06d}.eml"
         temporary = path.with_suffix(".tmp")
-        data = build_message(message).as_bytes()
-        signer = signer_of(current_app)
-        temporary.write_bytes(signer.sign(data) if signer is not None else data)
+        temporary.write_bytes(signed(signer_of(current_app), build_message(message).as_bytes()))
         temporary.replace(path)
         # A newsletter copy's row holds no body: read the text the reader gets.
         _subject, text, _html = bodies_of(message)

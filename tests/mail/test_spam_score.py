@@ -17,7 +17,6 @@ The score does not depend on the database: these tests run on SQLite only.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shutil
@@ -35,6 +34,7 @@ from support.newsletter import new_reader
 
 from auth_service.articles.store import import_articles
 from auth_service.mail import worker
+from auth_service.mail.dkim import public_record
 from auth_service.newsletter.editions import queue_edition
 
 THRESHOLD = 1.0
@@ -131,10 +131,7 @@ def delivered(smtp_server) -> bytes:
 def assert_signed(data: bytes, key: rsa.RSAPrivateKey) -> None:
     """The mail carries a DKIM signature of ours that holds over these very bytes."""
     assert data.startswith(b"DKIM-Signature:"), data[:200]
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    record = public_record(key).encode()
 
     def dns(name, timeout=5):
         assert name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode(), name
