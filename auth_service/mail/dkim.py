@@ -138,14 +138,10 @@ def _chosen(headers: list, names: list[bytes]) -> list:
     """The header fields ``names`` signs, in its order: for a name given twice, the
     last field of that name first, then the one above it (RFC 6376 5.4.2); a name with
     no field left signs nothing, so that one added later breaks the signature."""
-    chosen, used = [], set()
-    for name in names:
-        for index in range(len(headers) - 1, -1, -1):
-            if index not in used and headers[index][0].lower() == name:
-                used.add(index)
-                chosen.append(headers[index])
-                break
-    return chosen
+    left: dict[bytes, list] = {}
+    for field in headers:
+        left.setdefault(field[0].lower(), []).append(field)
+    return [left[name].pop() for name in names if left.get(name)]
 
 
 def _folded(tags: list[str], *, first_line: int = LINE) -> str:
