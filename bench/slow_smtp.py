@@ -64,7 +64,7 @@ from support.live import (  # noqa: E402
     start_serve,
     stop_gunicorn,
 )
-from support.network import free_port  # noqa: E402
+from support.network import free_port, stop_process  # noqa: E402
 from support.postgres import migrate  # noqa: E402
 
 COMMAND = Path(sys.executable).parent / "auth-service"
@@ -181,12 +181,7 @@ def start_stack(name: str, database_url: str, folder: Path, delay: float) -> Sta
 
 def stop_stack(stack: Stack) -> None:
     """Stop the worker, the web server and the sink."""
-    stack.worker.send_signal(signal.SIGINT)
-    try:
-        stack.worker.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        stack.worker.kill()
-        stack.worker.wait(timeout=10)
+    stop_process(stack.worker, signal.SIGINT)
     stop_gunicorn(stack.server)
     stack.sink.stop()
 

@@ -57,7 +57,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from support.network import free_port
+from support.network import free_port, stop_process
 from support.settings import REPOSITORY, SECRET
 from support.web import Mail
 
@@ -266,12 +266,7 @@ def stop_gunicorn(server: LiveServer) -> None:
     Every request has been answered by then, so gunicorn's quick shutdown (SIGINT) loses
     nothing and saves the graceful one's second.
     """
-    server.process.send_signal(signal.SIGINT)
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
+    stop_process(server.process, signal.SIGINT)
     # The database fixture empties PostgreSQL next: no connection of ours may hold it.
     server.database.dispose()
 
