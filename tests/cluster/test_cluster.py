@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.dkim import new_key, verified, write_key
 from support.live import (
     Browser,
     LiveServer,
@@ -42,6 +43,8 @@ pytestmark = needs_postgresql
 NGINX = Path("/usr/sbin/nginx")
 COMMAND = Path(sys.executable).parent / "auth-service"
 PER_IP = 12  # link requests per minute from one address, in this test's settings
+SELECTOR = "s2026"
+SENDER_DOMAIN = "127.0.0.1"  # no-reply@ the host of PUBLIC_URL: the default d= domain
 
 
 @dataclass
@@ -127,8 +130,16 @@ def cluster_database(postgres_url) -> Iterator[str]:
     empty(postgres_url)
 
 
+@pytest.fixture(scope="module")
+def dkim_key():
+    """The key every process of the cluster signs mail with."""
+    return new_key()
+
+
 @pytest.fixture
-def cluster(cluster_database, redis_url, shared_redis, smtp_server, tmp_path) -> Iterator[Cluster]:
+def cluster(
+    cluster_database, redis_url, shared_redis, smtp_server, dkim_key, tmp_path
+) -> Iterator[Cluster]:
     front_port, ports = free_port(), [free_port(), free_port()]
     settings = {
         "PUBLIC_URL": f"http://127.0.0.1:{front_port}",
@@ -138,6 +149,9 @@ def cluster(cluster_database, redis_url, shared_redis, smtp_server, tmp_path) ->
         "LOGIN_LIMIT_PER_IP": f"{PER_IP} per minute",
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": str(smtp_server.port),
+        # Every process signs: the two workers each sign ahead within their own claims.
+        "DKIM_SELECTOR": SELECTOR,
+        "DKIM_PRIVATE_KEY_FILE": str(write_key(tmp_path / "dkim.pem", dkim_key)),
     }
     web, workers, nginx = [], [], None
     try:
@@ -225,7 +239,7 @@ def test_the_per_ip_limit_holds_across_both_web_servers(cluster):
     assert posts_to_login(cluster, half) == half
 
 
-def test_every_mail_arrives_exactly_once_with_two_workers(cluster):
+def test_every_mail_arrives_exactly_once_with_two_workers(cluster, dkim_key):
     addresses = [f"lecteur{n}@example.com" for n in range(10)]
     for address in addresses:
         Browser(cluster.front).ask_for_link(address)
@@ -238,6 +252,11 @@ def test_every_mail_arrives_exactly_once_with_two_workers(cluster):
         recipient for message in cluster.smtp.recorder.messages for recipient in message.rcpt_tos
     )
     assert received == dict.fromkeys(addresses, 1)
+    # Each copy signed over its own bytes, whichever worker sent it.
+    for message in cluster.smtp.recorder.messages:
+        assert verified(message.original_content, dkim_key, SELECTOR, SENDER_DOMAIN), (
+            message.rcpt_tos
+        )
 
 
 def test_a_session_survives_the_restart_of_the_web_server_that_opened_it(cluster):

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from dkim.canonicalization import Relaxed
 from hypothesis import strategies as st
+from support import dkim as support_dkim
+from support.dkim import new_key, write_key
 from support.newsletter import new_reader as subscriber
 from support.newsletter import publish, send
 from support.settings import SECRET
@@ -42,18 +44,7 @@ DOMAIN = "news.test"  # the domain of the app fixture's sender, no-reply@news.te
 
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def write_key(path: Path, key) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
+    return new_key()
 
 
 @pytest.fixture
@@ -64,17 +55,11 @@ def settings(settings, key, tmp_path) -> dict:
 
 
 def dns(key, selector: str = SELECTOR, domain: str = DOMAIN):
-    """The verifier's DNS lookup, answering for one published key only."""
-    records = {f"{selector}._domainkey.{domain}.".encode(): signing.public_record(key).encode()}
-
-    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
-        return records.get(name)
-
-    return lookup
+    return support_dkim.dns(key, selector, domain)
 
 
 def verified(data: bytes, key) -> bool:
-    return dkim.verify(data, dnsfunc=dns(key))
+    return support_dkim.verified(data, key, SELECTOR, DOMAIN)
 
 
 def arrived(smtp_server) -> list[bytes]:

@@ -25,16 +25,14 @@ from email import policy
 from email.parser import BytesParser
 from importlib import resources
 
-import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from support import spamassassin
+from support.dkim import new_key, verified, write_key
 from support.newsletter import new_reader
 
 from auth_service.articles.store import import_articles
 from auth_service.mail import worker
-from auth_service.mail.dkim import public_record
 from auth_service.newsletter.editions import queue_edition
 
 THRESHOLD = 1.0
@@ -59,16 +57,8 @@ MAILS = [
 @pytest.fixture(scope="module")
 def dkim_key(tmp_path_factory):
     """A 2048-bit RSA key in a PEM file, as ``auth-service dkim keygen`` would make."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path_factory.mktemp("dkim") / f"{SELECTOR}.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return key, path
+    key = new_key()
+    return key, write_key(tmp_path_factory.mktemp("dkim") / f"{SELECTOR}.pem", key)
 
 
 @pytest.fixture
@@ -131,13 +121,7 @@ def delivered(smtp_server) -> bytes:
 def assert_signed(data: bytes, key: rsa.RSAPrivateKey) -> None:
     """The mail carries a DKIM signature of ours that holds over these very bytes."""
     assert data.startswith(b"DKIM-Signature:"), data[:200]
-    record = public_record(key).encode()
-
-    def dns(name, timeout=5):
-        assert name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode(), name
-        return record
-
-    assert dkim.verify(data, dnsfunc=dns)
+    assert verified(data, key, SELECTOR, DOMAIN)
 
 
 # --- The gate ------------------------------------------------------------------------
